@@ -1,0 +1,16 @@
+// Small file helpers with errors that name the path.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace lazysnap {
+
+std::string ReadFile(const std::string& path);
+// Writes to a temp file beside `path`, fsyncs it, renames it over `path` and fsyncs the directory:
+// readers see the old or the new contents, never a torn file.
+void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode = 0644);
+void MakeDirs(const std::string& path, unsigned mode = 0755);
+bool PathExists(const std::string& path);
+
+}  // namespace lazysnap
