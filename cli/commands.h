@@ -1,0 +1,12 @@
+// Entry points of `lazysnap` subcommands; each returns the process exit code
+// (0 ok, 1 failure, 2 usage error).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lazysnap::cli {
+
+int RunVersion(const std::vector<std::string>& args);
+
+}  // namespace lazysnap::cli
