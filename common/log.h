@@ -22,10 +22,18 @@ class Logger {
   explicit Logger(LogLevel level = LogLevel::kInfo, int fd = 2) : level_(level), fd_(fd) {}
 
   void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields = {}) const;
-  void Debug(std::string_view msg, std::initializer_list<LogField> f = {}) const { Log(LogLevel::kDebug, msg, f); }
-  void Info(std::string_view msg, std::initializer_list<LogField> f = {}) const { Log(LogLevel::kInfo, msg, f); }
-  void Warn(std::string_view msg, std::initializer_list<LogField> f = {}) const { Log(LogLevel::kWarn, msg, f); }
-  void Error(std::string_view msg, std::initializer_list<LogField> f = {}) const { Log(LogLevel::kError, msg, f); }
+  void Debug(std::string_view msg, std::initializer_list<LogField> f = {}) const {
+    Log(LogLevel::kDebug, msg, f);
+  }
+  void Info(std::string_view msg, std::initializer_list<LogField> f = {}) const {
+    Log(LogLevel::kInfo, msg, f);
+  }
+  void Warn(std::string_view msg, std::initializer_list<LogField> f = {}) const {
+    Log(LogLevel::kWarn, msg, f);
+  }
+  void Error(std::string_view msg, std::initializer_list<LogField> f = {}) const {
+    Log(LogLevel::kError, msg, f);
+  }
 
   LogLevel level() const { return level_; }
 

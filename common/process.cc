@@ -5,15 +5,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
 #include <utility>
-#include <algorithm>
 
 #include "common/error.h"
-#include "common/temp_dir.h"
 #include "common/file_util.h"
+#include "common/temp_dir.h"
 
 extern char** environ;
 
@@ -54,7 +54,8 @@ Subprocess Subprocess::Spawn(const std::vector<std::string>& argv, const SpawnOp
   for (auto& e : env_store) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  int in_fd = ::open(opts.stdin_path.empty() ? "/dev/null" : opts.stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
+  int in_fd =
+      ::open(opts.stdin_path.empty() ? "/dev/null" : opts.stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (in_fd < 0) ThrowErrno("open stdin for " + argv[0]);
   int out_fd = -1, err_fd = -1;
   if (!opts.stdout_path.empty()) {
@@ -196,12 +197,13 @@ CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::mill
   return CommandResult{*st, ReadFile(out_path)};
 }
 
-std::string RunCommandOrThrow(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+std::string RunCommandOrThrow(const std::vector<std::string>& argv,
+                              std::chrono::milliseconds timeout,
                               const std::vector<std::string>& env) {
   auto r = RunCommand(argv, timeout, env);
   if (r.exit_code != 0) {
-    throw Error(ErrorCode::kInternal, "command failed (exit " + std::to_string(r.exit_code) + "): " +
-                                          JoinArgv(argv) + "\n" + r.output);
+    throw Error(ErrorCode::kInternal, "command failed (exit " + std::to_string(r.exit_code) +
+                                          "): " + JoinArgv(argv) + "\n" + r.output);
   }
   return r.output;
 }

@@ -42,7 +42,9 @@ std::string Sha256::FinishHex() {
   return HexEncode(d.data(), d.size());
 }
 
-std::string Sha256::FinishDigest() { return "sha256:" + FinishHex(); }
+std::string Sha256::FinishDigest() {
+  return "sha256:" + FinishHex();
+}
 
 std::string HexEncode(const uint8_t* data, size_t len) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -60,6 +62,8 @@ std::string Sha256Hex(std::string_view data) {
   return h.FinishHex();
 }
 
-std::string Sha256Digest(std::string_view data) { return "sha256:" + Sha256Hex(data); }
+std::string Sha256Digest(std::string_view data) {
+  return "sha256:" + Sha256Hex(data);
+}
 
 }  // namespace lazysnap

@@ -3,11 +3,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fcntl.h>
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
-#include <fcntl.h>
 
 namespace lazysnap {
 namespace {
@@ -20,7 +20,9 @@ TEST(Logger, WritesStructuredLinesAboveLevel) {
   log.Info("hello world", {{"key", "sha256:x"}, {"q", "a \"b\""}});
   std::string s = ReadFile(d / "log");
   EXPECT_EQ(s.find("hidden"), std::string::npos);
-  EXPECT_NE(s.find("level=info msg=\"hello world\" key=sha256:x q=\"a \\\"b\\\"\""), std::string::npos) << s;
+  EXPECT_NE(s.find("level=info msg=\"hello world\" key=sha256:x q=\"a \\\"b\\\"\""),
+            std::string::npos)
+      << s;
 }
 
 TEST(Logger, ParseLevel) {

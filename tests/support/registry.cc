@@ -55,25 +55,30 @@ void WaitForUnixSocket(const std::string& path, int timeout_ms) {
   throw Error(ErrorCode::kUnavailable, "nothing listens on " + path);
 }
 
-Registry::Registry(const RegistryOptions& opts) : port_(FreeTcpPort()), tls_(!opts.tls_cert.empty()) {
+Registry::Registry(const RegistryOptions& opts)
+    : port_(FreeTcpPort()), tls_(!opts.tls_cert.empty()) {
   std::ostringstream cfg;
   cfg << "version: 0.1\n"
       << "log:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\n"
       << "storage:\n  filesystem:\n    rootdirectory: " << (dir_ / "data") << "\n"
       << "  delete:\n    enabled: true\n"
       << "http:\n  addr: 127.0.0.1:" << port_ << "\n";
-  if (tls_) cfg << "  tls:\n    certificate: " << opts.tls_cert << "\n    key: " << opts.tls_key << "\n";
+  if (tls_)
+    cfg << "  tls:\n    certificate: " << opts.tls_cert << "\n    key: " << opts.tls_key << "\n";
   if (!opts.htpasswd_file.empty()) {
     cfg << "auth:\n  htpasswd:\n    realm: lazysnap-test\n    path: " << opts.htpasswd_file << "\n";
   } else if (!opts.token_realm.empty()) {
-    cfg << "auth:\n  token:\n    realm: " << opts.token_realm << "\n    service: " << opts.token_service
-        << "\n    issuer: " << opts.token_issuer << "\n    rootcertbundle: " << opts.token_rootcert << "\n";
+    cfg << "auth:\n  token:\n    realm: " << opts.token_realm
+        << "\n    service: " << opts.token_service << "\n    issuer: " << opts.token_issuer
+        << "\n    rootcertbundle: " << opts.token_rootcert << "\n";
   }
   WriteFileAtomic(dir_ / "config.yml", cfg.str());
   Start();
 }
 
-Registry::~Registry() { Stop(); }
+Registry::~Registry() {
+  Stop();
+}
 
 void Registry::Start() {
   if (proc_.running()) return;
@@ -90,7 +95,9 @@ void Registry::Start() {
   WaitForTcp(port_);
 }
 
-void Registry::Stop() { proc_.Stop(std::chrono::seconds(5)); }
+void Registry::Stop() {
+  proc_.Stop(std::chrono::seconds(5));
+}
 
 std::string Registry::ReadLog() const {
   std::string out;

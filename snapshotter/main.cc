@@ -1,0 +1,121 @@
+// lazysnapd: containerd proxy snapshotter daemon. Serves snapshots.v1 on a unix socket.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "snapshotter/config.h"
+#include "snapshotter/grpc_service.h"
+#include "snapshotter/snapshotter.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/lazysnap/config.toml";
+
+void Usage(FILE* out) {
+  std::fprintf(
+      out,
+      "usage: lazysnapd [--config FILE] [--root DIR] [--address SOCKET] [--log-level LEVEL]\n"
+      "  --config FILE     TOML config (default %s; optional unless given)\n"
+      "  --root DIR        state directory (overrides config \"root\")\n"
+      "  --address SOCKET  gRPC unix socket (overrides config \"address\")\n"
+      "  --log-level L     debug|info|warn|error (overrides config \"log_level\")\n",
+      kDefaultConfig);
+}
+
+int Run(int argc, char** argv) {
+  std::string config_path = kDefaultConfig;
+  bool config_given = false;
+  std::string root, address, level;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto need = [&]() -> std::string {
+      if (i + 1 >= argc)
+        throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--config") {
+      config_path = need();
+      config_given = true;
+    } else if (a == "--root") {
+      root = need();
+    } else if (a == "--address") {
+      address = need();
+    } else if (a == "--log-level") {
+      level = need();
+    } else if (a == "-h" || a == "--help") {
+      Usage(stdout);
+      return 0;
+    } else {
+      Usage(stderr);
+      throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, "unknown argument " + a);
+    }
+  }
+  auto cfg = lazysnap::snapshotter::LoadDaemonConfig(config_path, config_given);
+  if (!root.empty()) cfg.root = root;
+  if (!address.empty()) cfg.address = address;
+  if (!level.empty()) cfg.log_level = lazysnap::ParseLogLevel(level);
+  lazysnap::Logger log(cfg.log_level);
+
+  // SIGTERM/SIGINT are taken synchronously by a waiter thread; block them before gRPC's threads
+  // exist.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  lazysnap::snapshotter::Snapshotter sn({.root = cfg.root, .overlay = {}}, log);
+  lazysnap::snapshotter::SnapshotsService service(sn, log);
+
+  lazysnap::MakeDirs(std::filesystem::path(cfg.address).parent_path().string(), 0711);
+  ::unlink(
+      cfg.address.c_str());  // a stale socket from a killed daemon; the root lock proves we own it
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + cfg.address, grpc::InsecureServerCredentials());
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(16 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) {
+    throw lazysnap::Error(lazysnap::ErrorCode::kUnavailable,
+                          "cannot listen on unix:" + cfg.address);
+  }
+  ::chmod(cfg.address.c_str(), 0600);
+  log.Info("lazysnapd serving", {{"address", cfg.address}, {"root", cfg.root}});
+
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    log.Info("shutting down", {{"signal", strsignal(sig)}});
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  });
+  server->Wait();
+  waiter.join();
+  ::unlink(cfg.address.c_str());
+  log.Info("lazysnapd stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const lazysnap::Error& e) {
+    std::fprintf(stderr, "lazysnapd: %s\n", e.what());
+    return e.code() == lazysnap::ErrorCode::kInvalidArgument ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lazysnapd: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,247 @@
+#include "snapshotter/snapshotter.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <set>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/temp_dir.h"
+#include "snapshotter/disk_usage.h"
+
+namespace lazysnap::snapshotter {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxLabelSize = 4096;
+
+// Removes a snapshot directory that no metadata row owns any more; mounts below it are detached
+// first so removal never reaches into a mounted filesystem.
+void RemoveTree(const std::string& dir) {
+  UnmountAllBelow(dir);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) throw Error(ErrorCode::kInternal, "remove " + dir + ": " + ec.message());
+}
+
+}  // namespace
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void ValidateLabels(const Labels& labels) {
+  for (const auto& [k, v] : labels) {
+    if (k.empty()) throw Error(ErrorCode::kInvalidArgument, "label key must not be empty");
+    if (k.size() + v.size() > kMaxLabelSize) {
+      throw Error(
+          ErrorCode::kInvalidArgument,
+          "label key and value greater than maximum size (4096 bytes), key: " + k.substr(0, 256));
+    }
+  }
+}
+
+Snapshotter::Snapshotter(const SnapshotterOptions& opts, const Logger& log)
+    : opts_(opts), log_(log) {
+  if (opts_.root.empty() || opts_.root.front() != '/') {
+    throw Error(ErrorCode::kInvalidArgument,
+                "root dir must be an absolute path, got \"" + opts_.root + "\"");
+  }
+  MakeDirs(opts_.root, 0700);
+  MakeDirs(opts_.root + "/snapshots", 0700);
+  lock_fd_.reset(::open((opts_.root + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!lock_fd_) ThrowErrno("open " + opts_.root + "/lock");
+  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
+    throw Error(ErrorCode::kUnavailable, "root " + opts_.root +
+                                             " is in use by another lazysnapd (lock held on " +
+                                             opts_.root + "/lock)");
+  }
+  store_ = std::make_unique<MetadataStore>(opts_.root + "/metadata.db");
+}
+
+std::string Snapshotter::SnapshotDir(int64_t id) const {
+  return opts_.root + "/snapshots/" + std::to_string(id);
+}
+
+std::vector<Mount> Snapshotter::Prepare(const std::string& key, const std::string& parent,
+                                        const Labels& labels) {
+  return CreateSnapshot(Kind::kActive, key, parent, labels);
+}
+
+std::vector<Mount> Snapshotter::View(const std::string& key, const std::string& parent,
+                                     const Labels& labels) {
+  return CreateSnapshot(Kind::kView, key, parent, labels);
+}
+
+std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key,
+                                               const std::string& parent, const Labels& labels) {
+  if (key.empty()) throw Error(ErrorCode::kInvalidArgument, "snapshot key must not be empty");
+  ValidateLabels(labels);
+  std::lock_guard lock(mu_);
+  SqliteTxn txn(store_->db());
+  SnapshotRecord rec = store_->Create(key, parent, kind, LayerMode::kNative, labels, NowNanos());
+  // The directory is built under a temporary name and renamed into place before the row commits:
+  // a crash leaves either no row (and an orphan dir for Cleanup) or a row with its directory.
+  std::string dir = SnapshotDir(rec.id);
+  std::string tmp = opts_.root + "/snapshots/new-" + std::to_string(rec.id);
+  if (PathExists(dir)) RemoveTree(dir);  // an orphan of a rolled-back create that reused this id
+  if (PathExists(tmp)) RemoveTree(tmp);
+  try {
+    MakeDirs(tmp + "/fs", 0755);
+    if (kind == Kind::kActive) MakeDirs(tmp + "/work", 0711);
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) ThrowErrno("rename " + tmp + " -> " + dir);
+    txn.Commit();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    fs::remove_all(dir, ec);
+    throw;
+  }
+  log_.Debug(
+      "snapshot created",
+      {{"key", key}, {"parent", parent}, {"kind", KindName(kind)}, {"id", std::to_string(rec.id)}});
+  return MountsFor(rec);
+}
+
+std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
+  std::vector<std::string> parents;
+  for (int64_t a : store_->Ancestors(rec.id)) parents.push_back(SnapshotDir(a) + "/fs");
+  std::string dir = SnapshotDir(rec.id);
+  return NativeMounts(rec.info.kind, dir + "/fs", dir + "/work", parents, opts_.overlay);
+}
+
+std::vector<Mount> Snapshotter::Mounts(const std::string& key) {
+  std::lock_guard lock(mu_);
+  SnapshotRecord rec = store_->GetOrThrow(key);
+  if (rec.info.kind == Kind::kCommitted) {
+    throw Error(ErrorCode::kFailedPrecondition, "snapshot " + key +
+                                                    " is committed: mounts exist only "
+                                                    "for active snapshots and views");
+  }
+  return MountsFor(rec);
+}
+
+void Snapshotter::Commit(const std::string& name, const std::string& key, const Labels& labels) {
+  if (name.empty()) throw Error(ErrorCode::kInvalidArgument, "commit name must not be empty");
+  ValidateLabels(labels);
+  std::lock_guard lock(mu_);
+  SqliteTxn txn(store_->db());
+  SnapshotRecord rec = store_->GetOrThrow(key);
+  if (rec.info.kind != Kind::kActive) {
+    throw Error(ErrorCode::kFailedPrecondition, "snapshot " + key + " is " +
+                                                    KindName(rec.info.kind) +
+                                                    ", only active snapshots can be committed");
+  }
+  Usage usage = DiskUsage(SnapshotDir(rec.id) + "/fs");
+  store_->Commit(rec.id, name, labels, usage, NowNanos());
+  txn.Commit();
+  // The work dir is only needed while the snapshot is an overlay upper.
+  std::error_code ec;
+  fs::remove_all(SnapshotDir(rec.id) + "/work", ec);
+  log_.Debug("snapshot committed", {{"key", key}, {"name", name}, {"id", std::to_string(rec.id)}});
+}
+
+void Snapshotter::Remove(const std::string& key) {
+  std::lock_guard lock(mu_);
+  int64_t id;
+  {
+    SqliteTxn txn(store_->db());
+    SnapshotRecord rec = store_->GetOrThrow(key);
+    id = rec.id;
+    store_->Delete(rec.id, key);
+    txn.Commit();
+  }
+  // Rename first so a crash mid-removal leaves a name Cleanup recognises as unowned.
+  std::string dir = SnapshotDir(id);
+  std::string doomed = opts_.root + "/snapshots/rm-" + std::to_string(id);
+  if (PathExists(dir) && ::rename(dir.c_str(), doomed.c_str()) == 0) {
+    try {
+      RemoveTree(doomed);
+    } catch (const Error& e) {
+      log_.Warn("snapshot directory left for cleanup", {{"dir", doomed}, {"error", e.what()}});
+    }
+  }
+  log_.Debug("snapshot removed", {{"key", key}, {"id", std::to_string(id)}});
+}
+
+Info Snapshotter::Stat(const std::string& key) {
+  std::lock_guard lock(mu_);
+  return store_->GetOrThrow(key).info;
+}
+
+Info Snapshotter::Update(const Info& info, const std::vector<std::string>& fieldpaths) {
+  ValidateLabels(info.labels);
+  std::lock_guard lock(mu_);
+  SqliteTxn txn(store_->db());
+  SnapshotRecord rec = store_->GetOrThrow(info.name);
+  Labels labels = rec.info.labels;
+  if (fieldpaths.empty()) {
+    labels = info.labels;
+  } else {
+    for (const auto& path : fieldpaths) {
+      if (path.starts_with("labels.")) {
+        std::string k = path.substr(7);
+        auto it = info.labels.find(k);
+        if (it == info.labels.end() || it->second.empty()) {
+          labels.erase(k);  // containerd removes a label by sending it absent or empty
+        } else {
+          labels[k] = it->second;
+        }
+      } else if (path == "labels") {
+        labels = info.labels;
+      } else {
+        throw Error(ErrorCode::kInvalidArgument, "cannot update \"" + path +
+                                                     "\" field on snapshot " + info.name +
+                                                     ": only labels are mutable");
+      }
+    }
+  }
+  std::erase_if(labels, [](const auto& kv) { return kv.second.empty(); });
+  ValidateLabels(labels);
+  store_->SetLabels(rec.id, labels, NowNanos());
+  txn.Commit();
+  return store_->GetOrThrow(info.name).info;
+}
+
+void Snapshotter::List(const FilterSet& filters, const std::function<void(const Info&)>& fn) {
+  std::vector<Info> matched;
+  {
+    std::lock_guard lock(mu_);
+    store_->ForEach([&](const SnapshotRecord& r) {
+      if (filters.Match(r.info)) matched.push_back(r.info);
+    });
+  }
+  for (const auto& info : matched) fn(info);  // stream without holding the lock
+}
+
+Usage Snapshotter::GetUsage(const std::string& key) {
+  std::lock_guard lock(mu_);
+  SnapshotRecord rec = store_->GetOrThrow(key);
+  if (rec.usage) return *rec.usage;
+  return DiskUsage(SnapshotDir(rec.id) + "/fs");
+}
+
+int Snapshotter::Cleanup() {
+  std::lock_guard lock(mu_);
+  std::set<std::string> owned;
+  for (int64_t id : store_->AllIds()) owned.insert(std::to_string(id));
+  int removed = 0;
+  for (const auto& entry : fs::directory_iterator(opts_.root + "/snapshots")) {
+    std::string name = entry.path().filename().string();
+    if (owned.count(name)) continue;
+    RemoveTree(entry.path().string());
+    log_.Info("cleanup removed unowned snapshot directory", {{"dir", entry.path().string()}});
+    ++removed;
+  }
+  return removed;
+}
+
+}  // namespace lazysnap::snapshotter

@@ -1,0 +1,67 @@
+// The snapshotter core: containerd's snapshots.v1 semantics over a metadata store and a directory
+// per snapshot under <root>/snapshots/<id>/{fs,work}, independent of gRPC. Thread-safe: calls are
+// serialised by one mutex (metadata changes are short; directory I/O outside of SQLite is bounded).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/log.h"
+#include "common/unique_fd.h"
+#include "snapshotter/filter.h"
+#include "snapshotter/metadata_store.h"
+#include "snapshotter/overlay_mounts.h"
+#include "snapshotter/types.h"
+
+namespace lazysnap::snapshotter {
+
+struct SnapshotterOptions {
+  std::string root;  // holds metadata.db, snapshots/, lock
+  OverlayOptions overlay;
+};
+
+class Snapshotter {
+ public:
+  // Takes an exclusive lock on the root (Error(kUnavailable) if another daemon holds it) and opens
+  // the metadata (Error(kDataLoss) if it is damaged).
+  Snapshotter(const SnapshotterOptions& opts, const Logger& log);
+
+  std::vector<Mount> Prepare(const std::string& key, const std::string& parent,
+                             const Labels& labels);
+  std::vector<Mount> View(const std::string& key, const std::string& parent, const Labels& labels);
+  std::vector<Mount> Mounts(const std::string& key);
+  void Commit(const std::string& name, const std::string& key, const Labels& labels);
+  void Remove(const std::string& key);
+  Info Stat(const std::string& key);
+  // Field paths as containerd sends them: "labels" or "labels.<key>"; none = replace labels.
+  Info Update(const Info& info, const std::vector<std::string>& fieldpaths);
+  void List(const FilterSet& filters, const std::function<void(const Info&)>& fn);
+  Usage GetUsage(const std::string& key);
+  // Removes directories under snapshots/ that no snapshot owns (left by crashes or removals).
+  int Cleanup();
+
+  const std::string& root() const { return opts_.root; }
+  std::string SnapshotDir(int64_t id) const;
+
+ private:
+  std::vector<Mount> CreateSnapshot(Kind kind, const std::string& key, const std::string& parent,
+                                    const Labels& labels);
+  std::vector<Mount> MountsFor(const SnapshotRecord& rec);
+
+  SnapshotterOptions opts_;
+  const Logger& log_;
+  UniqueFd lock_fd_;
+  std::mutex mu_;
+  std::unique_ptr<MetadataStore> store_;
+};
+
+// containerd's label rule: key + value at most 4096 bytes, key not empty.
+// Throws Error(kInvalidArgument) naming the key.
+void ValidateLabels(const Labels& labels);
+
+int64_t NowNanos();
+
+}  // namespace lazysnap::snapshotter

@@ -1,0 +1,50 @@
+#include "snapshotter/config.h"
+
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+
+namespace lazysnap::snapshotter {
+namespace {
+
+TEST(DaemonConfig, Defaults) {
+  auto c = ParseDaemonConfig("", "t.toml");
+  EXPECT_EQ(c.root, "/var/lib/lazysnap");
+  EXPECT_EQ(c.address, "/run/lazysnap/lazysnap.sock");
+  EXPECT_EQ(c.log_level, LogLevel::kInfo);
+}
+
+TEST(DaemonConfig, Values) {
+  auto c = ParseDaemonConfig(
+      "root = \"/srv/ls\"\naddress = \"/run/x.sock\"\nlog_level = \"debug\"\n", "t.toml");
+  EXPECT_EQ(c.root, "/srv/ls");
+  EXPECT_EQ(c.address, "/run/x.sock");
+  EXPECT_EQ(c.log_level, LogLevel::kDebug);
+}
+
+void ExpectError(const std::string& text, const std::string& needle) {
+  try {
+    ParseDaemonConfig(text, "t.toml");
+    ADD_FAILURE() << "accepted: " << text;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("t.toml"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DaemonConfig, Errors) {
+  ExpectError("rot = \"/x\"", "unknown key \"rot\"");
+  ExpectError("root = 5", "\"root\" must be a string");
+  ExpectError("root = \"relative\"", "absolute");
+  ExpectError("log_level = \"loud\"", "loud");
+  ExpectError("root = ", "line 1");
+}
+
+TEST(DaemonConfig, MissingFile) {
+  EXPECT_EQ(LoadDaemonConfig("/nonexistent/c.toml", false).root, "/var/lib/lazysnap");
+  EXPECT_THROW(LoadDaemonConfig("/nonexistent/c.toml", true), Error);
+}
+
+}  // namespace
+}  // namespace lazysnap::snapshotter

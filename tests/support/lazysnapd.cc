@@ -1,0 +1,53 @@
+#include "tests/support/lazysnapd.h"
+
+#include <signal.h>
+
+#include "common/file_util.h"
+#include "tests/support/registry.h"
+
+namespace lazysnap::testing {
+
+std::string LazysnapdBinary() {
+  return LAZYSNAPD_PATH;
+}
+
+LazysnapdProcess::LazysnapdProcess(const std::string& config_toml)
+    : socket_(dir_ / "lazysnap.sock") {
+  WriteFileAtomic(dir_ / "config.toml", config_toml);
+  Start();
+}
+
+LazysnapdProcess::~LazysnapdProcess() {
+  Stop();
+}
+
+void LazysnapdProcess::Start() {
+  SpawnOptions so;
+  // Each start logs to its own file; ReadLog() concatenates them.
+  so.stdout_path = log_path() + "." + std::to_string(starts_++);
+  so.stderr_path = "=stdout";
+  proc_ = Subprocess::Spawn({LazysnapdBinary(), "--config", dir_ / "config.toml", "--root", root(),
+                             "--address", socket_, "--log-level", "debug"},
+                            so);
+  WaitForUnixSocket(socket_, 20000);
+}
+
+void LazysnapdProcess::Stop() {
+  proc_.Stop(std::chrono::seconds(10));
+}
+
+void LazysnapdProcess::Kill9() {
+  proc_.Signal(SIGKILL);
+  proc_.Wait();
+}
+
+std::string LazysnapdProcess::ReadLog() const {
+  std::string out;
+  for (int i = 0; i < starts_; ++i) {
+    std::string p = log_path() + "." + std::to_string(i);
+    if (PathExists(p)) out += ReadFile(p);
+  }
+  return out;
+}
+
+}  // namespace lazysnap::testing

@@ -1,0 +1,37 @@
+// The real lazysnapd binary run as a child process with its own root and socket; restartable
+// (SIGTERM or SIGKILL) to test durability.
+#pragma once
+
+#include <string>
+
+#include "common/process.h"
+#include "common/temp_dir.h"
+
+namespace lazysnap::testing {
+
+class LazysnapdProcess {
+ public:
+  // `config_toml`: extra config file contents (root/address are set by the fixture via flags).
+  explicit LazysnapdProcess(const std::string& config_toml = "");
+  ~LazysnapdProcess();
+
+  const std::string& socket() const { return socket_; }
+  std::string root() const { return dir_ / "root"; }
+  std::string log_path() const { return dir_ / "lazysnapd.log"; }
+  std::string ReadLog() const;
+  void Start();
+  void Stop();   // SIGTERM, wait
+  void Kill9();  // SIGKILL, wait
+  bool running() { return proc_.running(); }
+
+ private:
+  TempDir dir_{"lazysnapd"};
+  std::string socket_;
+  int starts_ = 0;
+  Subprocess proc_;
+};
+
+// Path of the built lazysnapd binary (set by CMake).
+std::string LazysnapdBinary();
+
+}  // namespace lazysnap::testing

@@ -1,0 +1,78 @@
+#include "tests/support/oci_image.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/process.h"
+
+namespace lazysnap::testing {
+namespace {
+
+const char* const kApplets[] = {"sh",   "echo",  "cat",  "ls",   "sha256sum", "wc",
+                                "head", "sleep", "true", "test", "stat"};
+
+}  // namespace
+
+OciImageBuilder::OciImageBuilder() {
+  RunCommandOrThrow({"umoci", "init", "--layout", layout_dir()});
+  RunCommandOrThrow({"umoci", "new", "--image", layout_dir() + ":img"});
+}
+
+void OciImageBuilder::AddBusyboxLayer() {
+  std::string bundle = dir_ / "bundle";
+  RunCommandOrThrow({"umoci", "unpack", "--image", layout_dir() + ":img", bundle});
+  std::string rootfs = bundle + "/rootfs";
+  MakeDirs(rootfs + "/bin");
+  std::filesystem::copy_file("/bin/busybox", rootfs + "/bin/busybox");
+  for (const char* a : kApplets) std::filesystem::create_symlink("busybox", rootfs + "/bin/" + a);
+  RunCommandOrThrow({"umoci", "repack", "--image", layout_dir() + ":img", bundle});
+  std::filesystem::remove_all(bundle);
+  RunCommandOrThrow(
+      {"umoci", "config", "--image", layout_dir() + ":img", "--config.env", "PATH=/bin"});
+  ++layers_;
+}
+
+void OciImageBuilder::AddFileLayer(const std::map<std::string, std::string>& files) {
+  std::string src = dir_ / ("layer" + std::to_string(layers_));
+  for (const auto& [path, data] : files) {
+    std::string full = src + "/" + path;
+    MakeDirs(std::filesystem::path(full).parent_path().string());
+    WriteFileAtomic(full, data);
+  }
+  RunCommandOrThrow({"umoci", "insert", "--image", layout_dir() + ":img", src, "/"});
+  ++layers_;
+}
+
+void OciImageBuilder::SetCmd(const std::vector<std::string>& cmd) {
+  std::vector<std::string> argv = {"umoci", "config", "--image", layout_dir() + ":img",
+                                   "--clear=config.cmd"};
+  for (const auto& c : cmd) {
+    argv.push_back("--config.cmd");
+    argv.push_back(c);
+  }
+  RunCommandOrThrow(argv);
+}
+
+PushedImage OciImageBuilder::Push(const std::string& registry_host,
+                                  const std::string& repo_tag) const {
+  PushedImage out;
+  out.ref = registry_host + "/" + repo_tag;
+  RunCommandOrThrow({"skopeo", "copy", "--dest-tls-verify=false", "oci:" + layout_dir() + ":img",
+                     "docker://" + out.ref});
+  auto index = nlohmann::json::parse(ReadFile(layout_dir() + "/index.json"));
+  for (const auto& m : index["manifests"]) {
+    if (m["annotations"]["org.opencontainers.image.ref.name"] == "img")
+      out.manifest_digest = m["digest"];
+  }
+  std::string hex = out.manifest_digest.substr(7);
+  auto manifest = nlohmann::json::parse(ReadFile(layout_dir() + "/blobs/sha256/" + hex));
+  for (const auto& l : manifest["layers"]) {
+    out.layer_digests.push_back(l["digest"]);
+    out.layer_sizes.push_back(l["size"]);
+  }
+  return out;
+}
+
+}  // namespace lazysnap::testing
