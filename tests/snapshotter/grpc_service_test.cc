@@ -9,6 +9,9 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/file_util.h"
+#include "common/process.h"
+#include "common/temp_dir.h"
 #include "snapshotter/proto/snapshots.grpc.pb.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/registry.h"
@@ -245,6 +248,44 @@ TEST_F(GrpcServiceTest, Kill9DuringABurstLosesNoCommittedSnapshot) {
     ++dirs;
   }
   EXPECT_EQ(dirs, List({}).size());
+}
+
+}  // namespace
+}  // namespace lazysnap::snapshotter
+
+namespace lazysnap::snapshotter {
+namespace {
+
+TEST(LazysnapdStartup, SecondDaemonOnSameRootFailsClearly) {
+  testing::LazysnapdProcess daemon;
+  auto r = RunCommand({testing::LazysnapdBinary(), "--root", daemon.root(), "--address",
+                       daemon.root() + "/other.sock"},
+                      std::chrono::seconds(20));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("in use by another lazysnapd"), std::string::npos) << r.output;
+}
+
+TEST(LazysnapdStartup, CorruptedDatabaseFailsClearlyAndIsKept) {
+  TempDir dir("corrupt");
+  MakeDirs(dir / "root");
+  WriteFileAtomic(dir / "root/metadata.db",
+                  "this is not an SQLite database, it is garbage" + std::string(4096, 'x'));
+  auto r =
+      RunCommand({testing::LazysnapdBinary(), "--root", dir / "root", "--address", dir / "s.sock"},
+                 std::chrono::seconds(20));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("metadata.db"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("damaged"), std::string::npos) << r.output;
+  EXPECT_EQ(ReadFile(dir / "root/metadata.db").substr(0, 12), "this is not ");
+}
+
+TEST(LazysnapdStartup, BadConfigFailsWithUsageExitCode) {
+  TempDir dir("badcfg");
+  WriteFileAtomic(dir / "c.toml", "roots = \"/x\"\n");
+  auto r = RunCommand({testing::LazysnapdBinary(), "--config", dir / "c.toml"},
+                      std::chrono::seconds(20));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown key \"roots\""), std::string::npos) << r.output;
 }
 
 }  // namespace
