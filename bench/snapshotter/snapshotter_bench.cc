@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -74,8 +75,9 @@ class Client {
  private:
   void Check(const grpc::Status& st, const char* what) {
     if (!st.ok()) {
-      std::fprintf(stderr, "%s on %s failed: %s\n", what, t_.name, st.error_message().c_str());
-      std::exit(1);
+      // Thrown, not exit(): the daemons' RAII owners must stop them on the way out.
+      throw std::runtime_error(std::string(what) + " on " + t_.name +
+                               " failed: " + st.error_message());
     }
   }
   Target t_;
@@ -111,7 +113,7 @@ Result Measure(const Target& t, int existing, int ops) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   int existing = 1000, ops = 500;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--existing")) existing = std::atoi(argv[i + 1]);
@@ -142,4 +144,13 @@ int main(int argc, char** argv) {
       "Stat p50 %.2fx, p99 %.2fx\n",
       ls.pc50 / ov.pc50, ls.pc99 / ov.pc99, ls.st50 / ov.st50, ls.st99 / ov.st99);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "snapshotter_bench: %s\n", e.what());
+    return 1;
+  }
 }
