@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -86,23 +87,24 @@ std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key
   if (key.empty()) throw Error(ErrorCode::kInvalidArgument, "snapshot key must not be empty");
   ValidateLabels(labels);
   std::lock_guard lock(mu_);
+  LayerPlan plan;
+  if (opts_.planner) {
+    std::optional<SnapshotRecord> parent_rec;
+    if (!parent.empty()) parent_rec = store_->Get(parent);
+    PrepareRequest req{kind, key, parent, labels, parent_rec ? &*parent_rec : nullptr};
+    plan = opts_.planner->Plan(req);
+    if (plan.mode != LayerMode::kNative) CommitRemote(req, plan);
+  }
   SqliteTxn txn(store_->db());
   SnapshotRecord rec = store_->Create(key, parent, kind, LayerMode::kNative, labels, NowNanos());
   // The directory is built under a temporary name and renamed into place before the row commits:
   // a crash leaves either no row (and an orphan dir for Cleanup) or a row with its directory.
-  std::string dir = SnapshotDir(rec.id);
-  std::string tmp = opts_.root + "/snapshots/new-" + std::to_string(rec.id);
-  if (PathExists(dir)) RemoveTree(dir);  // an orphan of a rolled-back create that reused this id
-  if (PathExists(tmp)) RemoveTree(tmp);
+  MakeSnapshotDir(rec.id, kind == Kind::kActive);
   try {
-    MakeDirs(tmp + "/fs", 0755);
-    if (kind == Kind::kActive) MakeDirs(tmp + "/work", 0711);
-    if (::rename(tmp.c_str(), dir.c_str()) != 0) ThrowErrno("rename " + tmp + " -> " + dir);
     txn.Commit();
   } catch (...) {
     std::error_code ec;
-    fs::remove_all(tmp, ec);
-    fs::remove_all(dir, ec);
+    fs::remove_all(SnapshotDir(rec.id), ec);
     throw;
   }
   log_.Debug(
@@ -111,10 +113,71 @@ std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key
   return MountsFor(rec);
 }
 
+void Snapshotter::MakeSnapshotDir(int64_t id, bool with_work) {
+  std::string dir = SnapshotDir(id);
+  std::string tmp = opts_.root + "/snapshots/new-" + std::to_string(id);
+  if (PathExists(dir)) RemoveTree(dir);  // an orphan of a rolled-back create that reused this id
+  if (PathExists(tmp)) RemoveTree(tmp);
+  try {
+    MakeDirs(tmp + "/fs", 0755);
+    if (with_work) MakeDirs(tmp + "/work", 0711);
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) ThrowErrno("rename " + tmp + " -> " + dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan) {
+  const std::string& name = plan.remote_name;
+  auto existing = store_->Get(name);
+  if (existing) {
+    // Another pull (or namespace) recorded the same layer already: containerd's List finds it.
+    if (existing->info.kind == Kind::kCommitted && existing->info.parent == req.parent) {
+      throw Error(ErrorCode::kAlreadyExists, "target snapshot \"" + name + "\": already exists");
+    }
+    throw Error(ErrorCode::kFailedPrecondition, "remote layer " + name + " exists with parent \"" +
+                                                    existing->info.parent + "\", not \"" +
+                                                    req.parent + "\"");
+  }
+  SqliteTxn txn(store_->db());
+  SnapshotRecord rec =
+      store_->Create(name, req.parent, Kind::kCommitted, plan.mode, plan.remote_labels, NowNanos());
+  // An empty fs dir keeps overlay lowerdir chains well-formed for anyone who mounts them.
+  MakeSnapshotDir(rec.id, false);
+  try {
+    txn.Commit();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(SnapshotDir(rec.id), ec);
+    throw;
+  }
+  log_.Info("remote layer committed", {{"key", req.key},
+                                       {"name", name},
+                                       {"parent", req.parent},
+                                       {"mode", LayerModeName(plan.mode)}});
+  throw Error(ErrorCode::kAlreadyExists, "target snapshot \"" + name + "\": already exists");
+}
+
 std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
   std::vector<std::string> parents;
-  for (int64_t a : store_->Ancestors(rec.id)) parents.push_back(SnapshotDir(a) + "/fs");
+  std::vector<SnapshotRecord> chain = store_->AncestorRecords(rec.id);  // nearest first
+  bool remote = false;
+  for (const auto& a : chain) {
+    parents.push_back(SnapshotDir(a.id) + "/fs");
+    remote = remote || a.mode != LayerMode::kNative;
+  }
   std::string dir = SnapshotDir(rec.id);
+  if (remote) {
+    if (!opts_.remote_mounts) {
+      throw Error(ErrorCode::kFailedPrecondition,
+                  "snapshot " + rec.info.name +
+                      " sits on remote layers but remote mounts are not configured");
+    }
+    std::reverse(chain.begin(), chain.end());
+    return opts_.remote_mounts->Build(rec, chain, dir + "/fs", dir + "/work", parents);
+  }
   return NativeMounts(rec.info.kind, dir + "/fs", dir + "/work", parents, opts_.overlay);
 }
 

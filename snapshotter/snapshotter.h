@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "snapshotter/filter.h"
+#include "snapshotter/layer_plan.h"
 #include "snapshotter/metadata_store.h"
 #include "snapshotter/overlay_mounts.h"
 #include "snapshotter/types.h"
@@ -21,6 +22,8 @@ namespace lazysnap::snapshotter {
 struct SnapshotterOptions {
   std::string root;  // holds metadata.db, snapshots/, lock
   OverlayOptions overlay;
+  LayerPlanner* planner = nullptr;              // null: every snapshot is native
+  RemoteMountBuilder* remote_mounts = nullptr;  // required when the planner can return remote modes
 };
 
 class Snapshotter {
@@ -50,6 +53,10 @@ class Snapshotter {
   std::vector<Mount> CreateSnapshot(Kind kind, const std::string& key, const std::string& parent,
                                     const Labels& labels);
   std::vector<Mount> MountsFor(const SnapshotRecord& rec);
+  void MakeSnapshotDir(int64_t id, bool with_work);
+  // Records a remote layer as a committed snapshot and throws Error(kAlreadyExists): the
+  // remote-snapshot protocol's answer, after which containerd finds it with List + Stat.
+  [[noreturn]] void CommitRemote(const PrepareRequest& req, const LayerPlan& plan);
 
   SnapshotterOptions opts_;
   const Logger& log_;
