@@ -37,6 +37,51 @@ void RejectUnknown(const toml::table& t, const std::set<std::string>& known,
   }
 }
 
+bool GetBool(const toml::table& t, const std::string& key, const std::string& where,
+             const std::string& origin, bool fallback) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return fallback;
+  if (!n->is_boolean()) Fail(origin, "\"" + where + key + "\" must be true or false");
+  return *n->value<bool>();
+}
+
+std::string OneOf(const std::string& value, const std::set<std::string>& allowed,
+                  const std::string& key, const std::string& origin) {
+  if (!allowed.count(value)) {
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : " | ") + ("\"" + a + "\"");
+    Fail(origin, "\"" + key + "\" is \"" + value + "\", want " + list);
+  }
+  return value;
+}
+
+ProxySettings ParseProxy(const toml::table& t, const std::string& origin) {
+  RejectUnknown(t, {"enable", "fallback", "mount_type", "override"}, "proxy.", origin);
+  ProxySettings p;
+  p.enable = GetBool(t, "enable", "proxy.", origin, p.enable);
+  p.fallback = OneOf(GetString(t, "fallback", origin, p.fallback), {"native", "error"},
+                     "proxy.fallback", origin);
+  p.mount_type = GetString(t, "mount_type", origin, p.mount_type);
+  if (p.mount_type.empty()) Fail(origin, "\"proxy.mount_type\" must not be empty");
+  if (const toml::node* o = t.get("override")) {
+    const toml::array* arr = o->as_array();
+    if (arr == nullptr)
+      Fail(origin, "\"proxy.override\" must be an array of tables ([[proxy.override]])");
+    for (const auto& el : *arr) {
+      const toml::table* ot = el.as_table();
+      if (ot == nullptr) Fail(origin, "\"proxy.override\" entries must be tables");
+      RejectUnknown(*ot, {"image", "mode"}, "proxy.override.", origin);
+      ProxySettings::Override ov;
+      ov.image = GetString(*ot, "image", origin, "");
+      if (ov.image.empty()) Fail(origin, "\"proxy.override.image\" is required");
+      ov.mode = OneOf(GetString(*ot, "mode", origin, ""), {"native", "proxy"},
+                      "proxy.override.mode", origin);
+      p.overrides.push_back(ov);
+    }
+  }
+  return p;
+}
+
 }  // namespace
 
 DaemonConfig ParseDaemonConfig(const std::string& text, const std::string& origin) {
@@ -47,7 +92,7 @@ DaemonConfig ParseDaemonConfig(const std::string& text, const std::string& origi
     Fail(origin,
          std::string(e.description()) + " at line " + std::to_string(e.source().begin.line));
   }
-  RejectUnknown(t, {"root", "address", "log_level"}, "", origin);
+  RejectUnknown(t, {"root", "address", "log_level", "proxy"}, "", origin);
   DaemonConfig c;
   c.root = GetString(t, "root", origin, c.root);
   c.address = GetString(t, "address", origin, c.address);
@@ -56,6 +101,10 @@ DaemonConfig ParseDaemonConfig(const std::string& text, const std::string& origi
     c.log_level = ParseLogLevel(level);
   } catch (const Error& e) {
     Fail(origin, e.what());
+  }
+  if (const toml::node* p = t.get("proxy")) {
+    if (!p->is_table()) Fail(origin, "\"proxy\" must be a table ([proxy])");
+    c.proxy = ParseProxy(*p->as_table(), origin);
   }
   if (c.root.empty() || c.root.front() != '/') Fail(origin, "\"root\" must be an absolute path");
   if (c.address.empty() || c.address.front() != '/')

@@ -3,15 +3,30 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 
 namespace lazysnap::snapshotter {
 
+// [proxy]: per-layer choice between native unpacking and remote (Kata guest) layers.
+struct ProxySettings {
+  bool enable = false;
+  std::string fallback =
+      "native";  // "native" | "error": what a layer Prepare without CRI labels gets
+  std::string mount_type = "fuse.nydus-overlayfs";  // the mount type Kata's runtime recognises
+  struct Override {
+    std::string image;  // exact reference, or a prefix ending in '*'
+    std::string mode;   // "native" | "proxy"
+  };
+  std::vector<Override> overrides;  // [[proxy.override]], first match wins
+};
+
 struct DaemonConfig {
   std::string root = "/var/lib/lazysnap";               // snapshots, metadata.db
   std::string address = "/run/lazysnap/lazysnap.sock";  // gRPC unix socket containerd dials
   LogLevel log_level = LogLevel::kInfo;
+  ProxySettings proxy;
 };
 
 // Parses TOML text; `origin` names the file in errors. Throws Error(kInvalidArgument).

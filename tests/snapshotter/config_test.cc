@@ -48,3 +48,44 @@ TEST(DaemonConfig, MissingFile) {
 
 }  // namespace
 }  // namespace lazysnap::snapshotter
+
+namespace lazysnap::snapshotter {
+namespace {
+
+TEST(DaemonConfig, ProxySection) {
+  auto c = ParseDaemonConfig(R"(
+[proxy]
+enable = true
+fallback = "error"
+mount_type = "fuse.custom"
+[[proxy.override]]
+image = "registry.local/big/*"
+mode = "native"
+[[proxy.override]]
+image = "docker.io/library/busybox:latest"
+mode = "proxy"
+)",
+                             "t.toml");
+  EXPECT_TRUE(c.proxy.enable);
+  EXPECT_EQ(c.proxy.fallback, "error");
+  EXPECT_EQ(c.proxy.mount_type, "fuse.custom");
+  ASSERT_EQ(c.proxy.overrides.size(), 2u);
+  EXPECT_EQ(c.proxy.overrides[0].image, "registry.local/big/*");
+  EXPECT_EQ(c.proxy.overrides[1].mode, "proxy");
+  auto d = ParseDaemonConfig("", "t.toml");
+  EXPECT_FALSE(d.proxy.enable);
+  EXPECT_EQ(d.proxy.fallback, "native");
+  EXPECT_EQ(d.proxy.mount_type, "fuse.nydus-overlayfs");
+}
+
+TEST(DaemonConfig, ProxyErrors) {
+  ExpectError("[proxy]\nenable = \"yes\"\n", "proxy.enable");
+  ExpectError("[proxy]\nfallback = \"maybe\"\n", "\"native\"");
+  ExpectError("[proxy]\nfalback = \"native\"\n", "unknown key \"proxy.falback\"");
+  ExpectError("[[proxy.override]]\nmode = \"proxy\"\n", "proxy.override.image");
+  ExpectError("[[proxy.override]]\nimage = \"x\"\nmode = \"lazy\"\n", "proxy.override.mode");
+  ExpectError("proxy = 3\n", "must be a table");
+}
+
+}  // namespace
+}  // namespace lazysnap::snapshotter
