@@ -28,7 +28,7 @@ Containerd::Containerd(const ContainerdOptions& opts)
         << "  restrict_oom_score_adj = true\n"
         << "  sandbox_image = \"" << opts.sandbox_image << "\"\n"
         << "  [plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
-        << "    snapshotter = \"lazysnap\"\n"
+        << "    snapshotter = \"" << opts.cri_snapshotter << "\"\n"
         << "    disable_snapshot_annotations = "
         << (opts.cri_snapshot_annotations ? "false" : "true") << "\n"
         << "  [plugins.\"io.containerd.grpc.v1.cri\".cni]\n"

@@ -13,11 +13,12 @@
 namespace lazysnap::testing {
 
 struct ContainerdOptions {
-  std::string snapshotter_socket;        // lazysnapd's socket
-  bool cri = false;                      // enable the CRI plugin (snapshotter = "lazysnap")
-  bool cri_snapshot_annotations = true;  // disable_snapshot_annotations = !this
-  std::string mirror_host;               // "127.0.0.1:PORT": plain-http registry for CRI pulls
-  std::string sandbox_image;             // CRI sandbox (pause) image
+  std::string snapshotter_socket;            // lazysnapd's socket
+  bool cri = false;                          // enable the CRI plugin (snapshotter = "lazysnap")
+  bool cri_snapshot_annotations = true;      // disable_snapshot_annotations = !this
+  std::string mirror_host;                   // "127.0.0.1:PORT": plain-http registry for CRI pulls
+  std::string sandbox_image;                 // CRI sandbox (pause) image
+  std::string cri_snapshotter = "lazysnap";  // CRI's snapshotter (benchmarks compare "overlayfs")
 };
 
 class Containerd {

@@ -33,6 +33,8 @@ class Registry {
   std::string ReadLog() const;
   // Access-log request lines ("GET /v2/..../blobs/sha256:...") seen so far.
   std::vector<std::string> Requests() const;
+  // Bytes of GET /v2/.../blobs/ responses in access-log lines after the first `skip_requests`.
+  uint64_t BlobBytesServedSince(size_t skip_requests) const;
   void Stop();
   void Start();  // restarts after Stop(), same port and storage
 
