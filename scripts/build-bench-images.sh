@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds the benchmark images once into an OCI layout (default .cache/bench-images/oci) and caches
+# them. Real-world images come from Debian packages: a `debootstrap --variant=minbase bookworm`
+# base layer plus one layer per variant with real packages installed (python3, gcc, a JRE,
+# nodejs, postgresql). Synthetic images cover the extremes (20,000 tiny files; a few huge files).
+# Every file's mtime is pinned to SOURCE_DATE_EPOCH so a rebuild yields the same tar contents.
+#
+# usage: build-bench-images.sh [--quick] [--out DIR]
+#   --quick  only the small synthetic images on busybox-static (no debootstrap); used by tests
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out="$here/.cache/bench-images"
+quick=0
+while (($#)); do
+  case $1 in
+    --quick) quick=1 ;;
+    --out) out=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+export SOURCE_DATE_EPOCH=1700000000
+oci="$out/oci"
+work="$out/work"
+mkdir -p "$out"
+[[ -d $oci ]] || umoci init --layout "$oci"
+
+have() { [[ -f "$out/.done-$1" ]]; }
+done_mark() { touch "$out/.done-$1"; }
+pin_mtimes() { find "$1" -xdev -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} + 2>/dev/null || true; }
+
+# new_image TAG ROOTFS_DIR: a one-layer image whose layer is ROOTFS_DIR.
+new_image() {
+  local tag=$1 src=$2
+  umoci new --image "$oci:$tag"
+  rm -rf "$work/bundle"
+  umoci unpack --image "$oci:$tag" "$work/bundle" >/dev/null
+  cp -a "$src/." "$work/bundle/rootfs/"
+  pin_mtimes "$work/bundle/rootfs"
+  umoci repack --image "$oci:$tag" "$work/bundle" >/dev/null
+  umoci config --image "$oci:$tag" --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    --created "@$SOURCE_DATE_EPOCH" --history.created "@$SOURCE_DATE_EPOCH" >/dev/null 2>&1 ||
+    umoci config --image "$oci:$tag" --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin >/dev/null
+  rm -rf "$work/bundle"
+}
+
+# add_layer FROM TAG DIR: image TAG = FROM + one layer holding DIR's tree.
+add_layer() {
+  local from=$1 tag=$2 dir=$3
+  pin_mtimes "$dir"
+  umoci tag --image "$oci:$from" "$tag"
+  umoci insert --image "$oci:$tag" "$dir" / >/dev/null
+}
+
+busybox_rootfs() {
+  rm -rf "$1"
+  mkdir -p "$1/bin"
+  cp /bin/busybox "$1/bin/busybox"
+  for a in sh echo cat ls wc sha256sum head find xargs true; do ln -s busybox "$1/bin/$a"; done
+}
+
+mkdir -p "$work"
+if ! have busybox; then
+  busybox_rootfs "$work/bb"
+  new_image busybox "$work/bb"
+  done_mark busybox
+fi
+if ! have tiny-files; then
+  # 20,000 files of 100-2,000 bytes in 200 directories: metadata-heavy layers.
+  rm -rf "$work/tiny" && mkdir -p "$work/tiny/data"
+  perl -e 'for my $d (0..199) { mkdir "$ARGV[0]/d$d" or die; for my $f (0..99) {
+      open(my $h, ">", "$ARGV[0]/d$d/f$f") or die; print $h join("", map { chr(int(rand(256))) } 1 .. (100 + ($d * 100 + $f) % 1900)); close $h } }' "$work/tiny/data"
+  add_layer busybox tiny-files "$work/tiny"
+  rm -rf "$work/tiny"
+  done_mark tiny-files
+fi
+if ! have huge-files; then
+  # Three 64 MiB files (incompressible), the shape of model weights or databases.
+  size_mb=64
+  ((quick)) && size_mb=16
+  rm -rf "$work/huge" && mkdir -p "$work/huge/data"
+  for i in 1 2 3; do head -c $((size_mb << 20)) /dev/urandom >"$work/huge/data/big$i"; done
+  add_layer busybox huge-files "$work/huge"
+  rm -rf "$work/huge"
+  done_mark huge-files
+fi
+if ((quick)); then
+  rm -rf "$work"
+  exit 0
+fi
+
+mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+  sed -n -e 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' -e 's/^deb[[:space:]]\+\([^[:space:]]*\).*/\1/p' |
+  grep -v -e security | head -n1 || true)
+if ! have debian; then
+  rm -rf "$work/debian"
+  debootstrap --variant=minbase bookworm "$work/debian" "$mirror" >"$out/debootstrap.log"
+  chroot "$work/debian" apt-get clean
+  rm -rf "$work/debian/var/lib/apt/lists/"*
+  new_image debian "$work/debian"
+  done_mark debian
+fi
+
+# variant TAG PACKAGES...: debian + one layer with the packages installed (only the changed files).
+variant() {
+  local tag=$1
+  shift
+  have "$tag" && return 0
+  rm -rf "$work/bundle"
+  umoci unpack --image "$oci:debian" "$work/bundle" >/dev/null
+  local root="$work/bundle/rootfs"
+  mount -t proc proc "$root/proc"
+  trap 'umount -l "$root/proc" 2>/dev/null || true' RETURN
+  chroot "$root" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq --no-install-recommends "$@" >"$out/$tag.log"
+  chroot "$root" apt-get clean
+  rm -rf "$root/var/lib/apt/lists/"*
+  umount -l "$root/proc"
+  pin_mtimes "$root"
+  umoci tag --image "$oci:debian" "$tag"
+  umoci repack --image "$oci:$tag" "$work/bundle" >/dev/null
+  rm -rf "$work/bundle"
+  done_mark "$tag"
+}
+variant python python3
+variant gcc gcc libc6-dev
+variant jre openjdk-17-jre-headless
+variant node nodejs
+variant postgres postgresql-15
+rm -rf "$work"
+echo "bench images in $oci: $(ls "$out" | sed -n 's/^\.done-//p' | tr '\n' ' ')"
