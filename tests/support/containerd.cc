@@ -55,14 +55,16 @@ Containerd::~Containerd() {
              std::chrono::seconds(10));
 }
 
-CommandResult Containerd::Ctr(const std::vector<std::string>& args, int timeout_s) const {
-  std::vector<std::string> argv = {"ctr", "-a", address_, "-n", ns_};
+CommandResult Containerd::Ctr(const std::vector<std::string>& args, int timeout_s,
+                              const std::string& ns) const {
+  std::vector<std::string> argv = {"ctr", "-a", address_, "-n", ns.empty() ? ns_ : ns};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv, std::chrono::seconds(timeout_s));
 }
 
-std::string Containerd::CtrOrThrow(const std::vector<std::string>& args, int timeout_s) const {
-  auto r = Ctr(args, timeout_s);
+std::string Containerd::CtrOrThrow(const std::vector<std::string>& args, int timeout_s,
+                                   const std::string& ns) const {
+  auto r = Ctr(args, timeout_s, ns);
   if (r.exit_code != 0) {
     std::string cmd;
     for (const auto& a : args) cmd += " " + a;

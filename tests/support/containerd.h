@@ -31,10 +31,13 @@ class Containerd {
   const std::string& address() const { return address_; }
   const std::string& ns() const { return ns_; }
   std::string log_path() const { return dir_ / "containerd.log"; }
-  // Runs `ctr -a ADDR -n NS args...`; returns exit code and output.
-  CommandResult Ctr(const std::vector<std::string>& args, int timeout_s = 120) const;
+  std::string root_dir() const { return dir_ / "root"; }
+  // Runs `ctr -a ADDR -n NS args...` (NS: `ns`, or this instance's own namespace when empty).
+  CommandResult Ctr(const std::vector<std::string>& args, int timeout_s = 120,
+                    const std::string& ns = "") const;
   // Like Ctr but throws with the output (and containerd's log tail) on failure.
-  std::string CtrOrThrow(const std::vector<std::string>& args, int timeout_s = 120) const;
+  std::string CtrOrThrow(const std::vector<std::string>& args, int timeout_s = 120,
+                         const std::string& ns = "") const;
 
  private:
   TempDir dir_{"containerd"};

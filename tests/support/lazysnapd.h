@@ -23,6 +23,7 @@ class LazysnapdProcess {
   void Stop();   // SIGTERM, wait
   void Kill9();  // SIGKILL, wait
   bool running() { return proc_.running(); }
+  pid_t pid() const { return proc_.pid(); }
 
  private:
   TempDir dir_{"lazysnapd"};

@@ -106,10 +106,18 @@ std::string Registry::ReadLog() const {
   return out;
 }
 
-std::vector<std::string> Registry::Requests() const {
-  // Access log lines look like: 127.0.0.1 - - [date] "GET /v2/x/blobs/sha256:.. HTTP/1.1" 200 ...
-  std::vector<std::string> out;
-  std::istringstream in(ReadLog());
+namespace {
+
+struct AccessLine {
+  std::string request;  // "GET /v2/..."
+  uint64_t bytes = 0;   // response body size
+};
+
+// Access log lines look like:
+//   127.0.0.1 - - [date] "GET /v2/x/blobs/sha256:.. HTTP/1.1" 200 1234 "" "user-agent"
+std::vector<AccessLine> ParseAccessLog(const std::string& log) {
+  std::vector<AccessLine> out;
+  std::istringstream in(log);
   std::string line;
   while (std::getline(in, line)) {
     auto q = line.find('"');
@@ -117,12 +125,40 @@ std::vector<std::string> Registry::Requests() const {
     auto e = line.find(" HTTP/", q);
     if (e == std::string::npos) continue;
     std::string req = line.substr(q + 1, e - q - 1);
-    if (req.starts_with("GET ") || req.starts_with("HEAD ") || req.starts_with("PUT ") ||
-        req.starts_with("POST ") || req.starts_with("PATCH ") || req.starts_with("DELETE ")) {
-      out.push_back(req);
+    if (!(req.starts_with("GET ") || req.starts_with("HEAD ") || req.starts_with("PUT ") ||
+          req.starts_with("POST ") || req.starts_with("PATCH ") || req.starts_with("DELETE "))) {
+      continue;
     }
+    AccessLine a{req, 0};
+    auto close = line.find('"', e);
+    if (close != std::string::npos) {
+      std::istringstream rest(line.substr(close + 1));
+      int status = 0;
+      rest >> status >> a.bytes;
+    }
+    out.push_back(std::move(a));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<std::string> Registry::Requests() const {
+  std::vector<std::string> out;
+  for (auto& a : ParseAccessLog(ReadLog())) out.push_back(std::move(a.request));
+  return out;
+}
+
+uint64_t Registry::BlobBytesServedSince(size_t skip_requests) const {
+  auto lines = ParseAccessLog(ReadLog());
+  uint64_t total = 0;
+  for (size_t i = skip_requests; i < lines.size(); ++i) {
+    if (lines[i].request.starts_with("GET ") &&
+        lines[i].request.find("/blobs/") != std::string::npos) {
+      total += lines[i].bytes;
+    }
+  }
+  return total;
 }
 
 }  // namespace lazysnap::testing
