@@ -129,4 +129,4 @@ variant jre openjdk-17-jre-headless
 variant node nodejs
 variant postgres postgresql-15
 rm -rf "$work"
-echo "bench images in $oci: $(ls "$out" | sed -n 's/^\.done-//p' | tr '\n' ' ')"
+echo "bench images in $oci: $(ls -a "$out" | sed -n 's/^\.done-//p' | tr '\n' ' ')"
