@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "snapshotter/config.h"
 #include "snapshotter/grpc_service.h"
+#include "snapshotter/remote_layers.h"
 #include "snapshotter/snapshotter.h"
 
 namespace {
@@ -75,7 +76,10 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  lazysnap::snapshotter::Snapshotter sn({.root = cfg.root, .overlay = {}}, log);
+  lazysnap::snapshotter::ProxyLayerPlanner planner(cfg.proxy, log);
+  lazysnap::snapshotter::KataMountBuilder kata_mounts(cfg.proxy.mount_type);
+  lazysnap::snapshotter::Snapshotter sn(
+      {.root = cfg.root, .overlay = {}, .planner = &planner, .remote_mounts = &kata_mounts}, log);
   lazysnap::snapshotter::SnapshotsService service(sn, log);
 
   lazysnap::MakeDirs(std::filesystem::path(cfg.address).parent_path().string(), 0711);
@@ -91,7 +95,10 @@ int Run(int argc, char** argv) {
                           "cannot listen on unix:" + cfg.address);
   }
   ::chmod(cfg.address.c_str(), 0600);
-  log.Info("lazysnapd serving", {{"address", cfg.address}, {"root", cfg.root}});
+  log.Info("lazysnapd serving", {{"address", cfg.address},
+                                 {"root", cfg.root},
+                                 {"proxy", cfg.proxy.enable ? "enabled" : "disabled"},
+                                 {"fallback", cfg.proxy.fallback}});
 
   std::thread waiter([&] {
     int sig = 0;
