@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,10 +73,15 @@ Subprocess Subprocess::Spawn(const std::vector<std::string>& argv, const SpawnOp
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) ThrowErrno("pipe2");
 
+  pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) ThrowErrno("fork " + argv[0]);
   if (pid == 0) {
     if (opts.new_process_group) ::setpgid(0, 0);
+    if (opts.die_with_parent) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
+    }
     ::dup2(in_fd, 0);
     if (out_fd >= 0) ::dup2(out_fd, 1);
     if (err_fd >= 0) ::dup2(err_fd, 2);

@@ -19,6 +19,9 @@ struct SpawnOptions {
   std::string stdin_path;         // empty: /dev/null
   std::string cwd;                // empty: inherit
   bool new_process_group = true;  // so Stop() also reaches the child's children
+  // SIGTERM the child when the spawning thread dies, so a killed test or benchmark leaves no
+  // peers behind. Only for children spawned by a thread that lives as long as they should.
+  bool die_with_parent = false;
 };
 
 class Subprocess {

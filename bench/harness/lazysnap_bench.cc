@@ -153,8 +153,10 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
   s.requests = lines.size() - before;
   s.blob_bytes = reg.BlobBytesServedSince(before);
   ProcStats(daemon.pid(), &s.daemon_rss_kb, &s.daemon_cpu_s);
-  s.disk_bytes =
-      DuBytes(daemon.root()) + DuBytes(containerd.root_dir() + "/io.containerd.content.v1.content");
+  // Downloaded blobs plus unpacked snapshots, wherever the scenario's snapshotter keeps them.
+  s.disk_bytes = DuBytes(daemon.root()) +
+                 DuBytes(containerd.root_dir() + "/io.containerd.content.v1.content") +
+                 DuBytes(containerd.root_dir() + "/io.containerd.snapshotter.v1.overlayfs");
   return s;
 }
 

@@ -1,6 +1,10 @@
 #include "common/process.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+
+#include <optional>
+#include <thread>
 
 #include "common/error.h"
 
@@ -45,6 +49,22 @@ TEST(Subprocess, DestructorStopsProcessGroup) {
     EXPECT_TRUE(p.running());
   }
   EXPECT_NE(::kill(pid, 0), 0);  // reaped and gone
+}
+
+TEST(Subprocess, DieWithParentEndsChildWhenSpawningThreadEnds) {
+  pid_t pid = -1;
+  std::optional<Subprocess> keep;
+  std::thread t([&] {
+    SpawnOptions o;
+    o.die_with_parent = true;
+    keep.emplace(Subprocess::Spawn({"sleep", "60"}, o));
+    pid = keep->pid();
+  });
+  t.join();
+  // The child gets SIGTERM once its spawning thread is gone.
+  auto st = keep->Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value()) << "child " << pid << " outlived its parent thread";
+  EXPECT_EQ(*st, 128 + SIGTERM);
 }
 
 TEST(Subprocess, EnvIsPassed) {

@@ -44,6 +44,7 @@ Containerd::Containerd(const ContainerdOptions& opts)
   SpawnOptions so;
   so.stdout_path = log_path();
   so.stderr_path = "=stdout";
+  so.die_with_parent = true;
   proc_ = Subprocess::Spawn({"containerd", "--config", dir_ / "config.toml"}, so);
   WaitForUnixSocket(address_, 30000);
 }

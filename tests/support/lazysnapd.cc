@@ -26,6 +26,7 @@ void LazysnapdProcess::Start() {
   // Each start logs to its own file; ReadLog() concatenates them.
   so.stdout_path = log_path() + "." + std::to_string(starts_++);
   so.stderr_path = "=stdout";
+  so.die_with_parent = true;
   proc_ = Subprocess::Spawn({LazysnapdBinary(), "--config", dir_ / "config.toml", "--root", root(),
                              "--address", socket_, "--log-level", "debug"},
                             so);

@@ -91,6 +91,7 @@ void Registry::Start() {
   so.stdout_path = log;
   so.stderr_path = "=stdout";
   so.env = {"OTEL_TRACES_EXPORTER=none"};
+  so.die_with_parent = true;
   proc_ = Subprocess::Spawn({"docker-registry", "serve", dir_ / "config.yml"}, so);
   WaitForTcp(port_);
 }
