@@ -163,3 +163,12 @@ uint64_t Registry::BlobBytesServedSince(size_t skip_requests) const {
 }
 
 }  // namespace lazysnap::testing
+
+namespace lazysnap::testing {
+
+std::string Registry::BlobDataPath(const std::string& digest) const {
+  std::string hex = digest.substr(digest.find(':') + 1);
+  return dir_ / ("data/docker/registry/v2/blobs/sha256/" + hex.substr(0, 2) + "/" + hex + "/data");
+}
+
+}  // namespace lazysnap::testing

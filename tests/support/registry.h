@@ -30,6 +30,9 @@ class Registry {
   std::string host() const { return "127.0.0.1:" + std::to_string(port_); }  // "127.0.0.1:PORT"
   std::string url() const { return (tls_ ? "https://" : "http://") + host(); }
   std::string log_path() const { return dir_ / "registry.log"; }
+  // Where the registry stores a blob's bytes (filesystem driver): tests corrupt it to test
+  // verification.
+  std::string BlobDataPath(const std::string& digest) const;
   std::string ReadLog() const;
   // Access-log request lines ("GET /v2/..../blobs/sha256:...") seen so far.
   std::vector<std::string> Requests() const;

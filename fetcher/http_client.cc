@@ -1,0 +1,141 @@
+#include "fetcher/http_client.h"
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+#include "common/error.h"
+
+namespace lazysnap::fetcher {
+namespace {
+
+// curl_global_init is not thread-safe; run it once per process before any handle exists.
+void GlobalInit() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+struct Transfer {
+  HttpResponse* resp;
+  const BodySink* sink;
+  bool aborted_by_sink = false;
+};
+
+size_t OnHeader(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  std::string line(data, size * n);
+  if (line.starts_with("HTTP/")) {
+    t->resp->headers.clear();  // a new response (after 100-continue or a proxy CONNECT)
+    return size * n;
+  }
+  auto colon = line.find(':');
+  if (colon != std::string::npos) {
+    std::string name = line.substr(0, colon);
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    std::string value = line.substr(colon + 1);
+    auto b = value.find_first_not_of(" \t");
+    auto e = value.find_last_not_of(" \t\r\n");
+    value = b == std::string::npos ? "" : value.substr(b, e - b + 1);
+    t->resp->headers.emplace(name, value);
+  }
+  return size * n;
+}
+
+size_t OnBody(char* data, size_t size, size_t n, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  size_t len = size * n;
+  if (t->sink && *t->sink && t->resp->status >= 200 && t->resp->status < 300) {
+    if (!(*t->sink)(t->resp->status, data, len)) {
+      t->aborted_by_sink = true;
+      return 0;
+    }
+    return len;
+  }
+  if (t->resp->body.size() + len > (64u << 20)) return 0;  // error bodies and manifests are small
+  t->resp->body.append(data, len);
+  return len;
+}
+
+}  // namespace
+
+std::string HttpResponse::Header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+struct HttpClient::Impl {
+  CURL* curl = nullptr;
+};
+
+HttpClient::HttpClient() : impl_(std::make_unique<Impl>()) {
+  GlobalInit();
+  impl_->curl = curl_easy_init();
+  if (impl_->curl == nullptr) throw Error(ErrorCode::kInternal, "curl_easy_init failed");
+}
+
+HttpClient::~HttpClient() {
+  curl_easy_cleanup(impl_->curl);
+}
+
+HttpResponse HttpClient::Perform(const HttpRequest& req, const BodySink& sink) {
+  CURL* c = impl_->curl;
+  curl_easy_reset(c);  // keeps the connection cache: keep-alive across requests
+  HttpResponse resp;
+  Transfer t{&resp, &sink};
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  curl_slist* headers = nullptr;
+  for (const auto& h : req.headers) headers = curl_slist_append(headers, h.c_str());
+  curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);  // HTTP/2 where TLS offers it
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req.connect_timeout_ms);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req.timeout_ms);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, req.low_speed_time_s);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (req.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else if (req.method != "GET") {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+  }
+  if (!req.tls.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, req.tls.ca_file.c_str());
+  if (req.tls.skip_verify) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  // The status must be known before the first body byte decides where bytes go.
+  struct StatusProbe {
+    static size_t Header(char* data, size_t size, size_t n, void* user) {
+      auto* t = static_cast<Transfer*>(user);
+      std::string_view line(data, size * n);
+      if (line.starts_with("HTTP/")) {
+        auto sp = line.find(' ');
+        if (sp != std::string_view::npos)
+          t->resp->status = std::strtol(line.data() + sp + 1, nullptr, 10);
+      }
+      return OnHeader(data, size, n, user);
+    }
+  };
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, StatusProbe::Header);
+  CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.aborted_by_sink)) {
+    std::string msg = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    throw Error(ErrorCode::kUnavailable, req.method + " " + req.url + ": " + msg);
+  }
+  resp.aborted_by_sink = t.aborted_by_sink;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  return resp;
+}
+
+}  // namespace lazysnap::fetcher

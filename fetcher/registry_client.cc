@@ -1,0 +1,440 @@
+#include "fetcher/registry_client.h"
+
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
+#include "fetcher/www_authenticate.h"
+#include "labels/descriptor.h"
+#include "labels/digest.h"
+
+namespace lazysnap::fetcher {
+namespace {
+
+constexpr int kMaxRedirects = 5;
+
+std::string HostOf(const std::string& url) {
+  auto start = url.find("://");
+  start = start == std::string::npos ? 0 : start + 3;
+  auto end = url.find('/', start);
+  return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+std::string ResolveLocation(const std::string& base, const std::string& location) {
+  if (location.starts_with("http://") || location.starts_with("https://")) return location;
+  auto scheme_end = base.find("://");
+  auto path_start = base.find('/', scheme_end + 3);
+  std::string origin = base.substr(0, path_start);
+  if (location.starts_with("/")) return origin + location;
+  auto last = base.rfind('/');
+  return base.substr(0, last + 1) + location;
+}
+
+std::string UrlEncode(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    }
+  }
+  return out;
+}
+
+bool Retryable(long status) {
+  return status == 429 || status >= 500;
+}
+
+}  // namespace
+
+Credentials CredentialsFromDockerConfig(const std::string& path, const std::string& registry_host) {
+  if (path.empty() || !PathExists(path)) return {};
+  auto j = nlohmann::json::parse(ReadFile(path), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    throw Error(ErrorCode::kInvalidArgument, "docker config " + path + ": not a JSON object");
+  }
+  auto auths = j.find("auths");
+  if (auths == j.end() || !auths->is_object()) return {};
+  for (const std::string& key :
+       {registry_host, "https://" + registry_host, "http://" + registry_host}) {
+    auto it = auths->find(key);
+    if (it == auths->end() || !it->is_object()) continue;
+    Credentials c;
+    if (auto a = it->find("auth"); a != it->end() && a->is_string()) {
+      std::string decoded = labels::Base64Decode(a->get<std::string>());
+      auto colon = decoded.find(':');
+      if (colon == std::string::npos) {
+        throw Error(ErrorCode::kInvalidArgument,
+                    "docker config " + path + ": auth for " + key + " is not user:password");
+      }
+      c.username = decoded.substr(0, colon);
+      c.password = decoded.substr(colon + 1);
+    } else {
+      if (auto u = it->find("username"); u != it->end() && u->is_string())
+        c.username = u->get<std::string>();
+      if (auto p = it->find("password"); p != it->end() && p->is_string())
+        c.password = p->get<std::string>();
+    }
+    return c;
+  }
+  return {};
+}
+
+struct RegistryClient::Impl {
+  labels::Reference repo;
+  RegistryOptions opts;
+  std::vector<RegistryEndpoint> endpoints;
+  Credentials creds;
+  HttpClient http;
+  std::mt19937 rng{std::random_device{}()};
+  struct Token {
+    std::string header;  // "Authorization: ..."
+    std::chrono::steady_clock::time_point expires;
+  };
+  std::map<std::string, Token> tokens;  // endpoint host -> auth header for this repository
+
+  void Log(const std::string& msg, std::initializer_list<LogField> f) {
+    if (opts.log) opts.log->Warn(msg, f);
+  }
+
+  // Answers a 401 challenge: Basic with the configured credentials, or a Bearer token from the
+  // realm for this repository's pull scope. Returns false when there is nothing to try.
+  bool Authenticate(const RegistryEndpoint& ep, const HttpResponse& resp) {
+    auto challenges = ParseWwwAuthenticate(resp.Header("www-authenticate"));
+    std::string host = HostOf(ep.url);
+    for (const auto& ch : challenges) {
+      if (ch.scheme == "basic") {
+        if (creds.empty()) return false;
+        tokens[host] = {
+            "Authorization: Basic " + labels::Base64Encode(creds.username + ":" + creds.password),
+            std::chrono::steady_clock::time_point::max()};
+        return true;
+      }
+      if (ch.scheme == "bearer") {
+        auto realm = ch.params.find("realm");
+        if (realm == ch.params.end()) {
+          throw Error(ErrorCode::kUnavailable,
+                      "registry " + host + " sent a Bearer challenge without realm");
+        }
+        std::string url =
+            realm->second + (realm->second.find('?') == std::string::npos ? "?" : "&");
+        if (auto s = ch.params.find("service"); s != ch.params.end())
+          url += "service=" + UrlEncode(s->second) + "&";
+        url += "scope=" + UrlEncode("repository:" + repo.path + ":pull");
+        HttpRequest req;
+        req.url = url;
+        req.tls = ep.tls;
+        req.connect_timeout_ms = opts.connect_timeout_ms;
+        req.timeout_ms = 60000;
+        if (!creds.empty()) {
+          req.headers.push_back("Authorization: Basic " +
+                                labels::Base64Encode(creds.username + ":" + creds.password));
+        }
+        HttpResponse tr = http.Perform(req);
+        if (tr.status != 200) {
+          throw Error(tr.status == 401 || tr.status == 403 ? ErrorCode::kFailedPrecondition
+                                                           : ErrorCode::kUnavailable,
+                      "token server " + HostOf(url) + " answered " + std::to_string(tr.status) +
+                          " for " + repo.path);
+        }
+        auto j = nlohmann::json::parse(tr.body, nullptr, false);
+        std::string token;
+        if (j.is_object()) {
+          if (auto t = j.find("token"); t != j.end() && t->is_string())
+            token = t->get<std::string>();
+          if (auto t = j.find("access_token"); token.empty() && t != j.end() && t->is_string()) {
+            token = t->get<std::string>();
+          }
+        }
+        if (token.empty())
+          throw Error(ErrorCode::kUnavailable,
+                      "token server " + HostOf(url) + " returned no token");
+        int64_t expires_in = 60;
+        if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
+          expires_in = std::max<int64_t>(j["expires_in"].get<int64_t>(), 10);
+        }
+        // Renew a little early so a token never expires in flight.
+        tokens[host] = {"Authorization: Bearer " + token,
+                        std::chrono::steady_clock::now() + std::chrono::seconds(expires_in - 5)};
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // One request against one endpoint with auth, redirects and retries. Throws on transport
+  // failure after the retries; returns the final response otherwise.
+  HttpResponse Send(const RegistryEndpoint& ep, const std::string& path,
+                    const std::vector<std::string>& extra, const std::string& method,
+                    const BodySink& sink, long timeout_ms) {
+    std::string host = HostOf(ep.url);
+    auto backoff = opts.retry.initial_backoff;
+    for (int attempt = 1;; ++attempt) {
+      bool reauthed = false;
+      try {
+        std::string url = ep.api_root + path;
+        for (int hop = 0;; ++hop) {
+          HttpRequest req;
+          req.method = method;
+          req.url = url;
+          req.tls = ep.tls;
+          req.headers = extra;
+          req.headers.insert(req.headers.end(), ep.headers.begin(), ep.headers.end());
+          req.connect_timeout_ms = opts.connect_timeout_ms;
+          req.low_speed_time_s = opts.low_speed_time_s;
+          req.timeout_ms = timeout_ms;
+          // Credentials go only to the endpoint's own host, never to a redirect target.
+          if (HostOf(url) == host) {
+            auto t = tokens.find(host);
+            if (t != tokens.end() && t->second.expires > std::chrono::steady_clock::now()) {
+              req.headers.push_back(t->second.header);
+            }
+          }
+          HttpResponse resp = http.Perform(req, sink);
+          if (resp.status == 401 && !reauthed && HostOf(url) == host) {
+            reauthed = true;
+            tokens.erase(host);
+            if (Authenticate(ep, resp)) continue;
+            return resp;
+          }
+          if (resp.status >= 300 && resp.status < 400 && resp.status != 304) {
+            std::string loc = resp.Header("location");
+            if (loc.empty() || hop >= kMaxRedirects) return resp;
+            url = ResolveLocation(url, loc);
+            continue;
+          }
+          if (Retryable(resp.status) && attempt < opts.retry.attempts) {
+            auto wait = backoff;
+            if (auto ra = resp.Header("retry-after"); !ra.empty()) {
+              wait = std::chrono::milliseconds(std::min<long>(std::atol(ra.c_str()) * 1000, 30000));
+            }
+            Log("registry request will be retried",
+                {{"host", host}, {"path", path}, {"status", std::to_string(resp.status)}});
+            Sleep(wait, &backoff);
+            goto next_attempt;
+          }
+          return resp;
+        }
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kUnavailable || attempt >= opts.retry.attempts) throw;
+        Log("registry request will be retried",
+            {{"host", host}, {"path", path}, {"error", e.what()}});
+        Sleep(backoff, &backoff);
+      }
+    next_attempt:;
+    }
+  }
+
+  void Sleep(std::chrono::milliseconds base, std::chrono::milliseconds* backoff) {
+    // Full jitter: a random wait up to the current backoff, which then doubles up to the cap.
+    std::uniform_int_distribution<long> d(base.count() / 2, std::max<long>(base.count(), 1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(d(rng)));
+    *backoff = std::min(*backoff * 2, opts.retry.max_backoff);
+  }
+
+  // Tries each endpoint with the capability in order; a failing mirror falls back to the next.
+  template <typename Fn>
+  auto OverEndpoints(bool for_resolve, const std::string& what, Fn&& fn)
+      -> decltype(fn(endpoints.front())) {
+    std::string errors;
+    for (size_t i = 0; i < endpoints.size(); ++i) {
+      const auto& ep = endpoints[i];
+      if (for_resolve ? !ep.resolve : !ep.pull) continue;
+      try {
+        return fn(ep);
+      } catch (const Error& e) {
+        bool last = i + 1 == endpoints.size();
+        if (last || e.code() == ErrorCode::kDataLoss) throw;
+        errors += std::string(e.what()) + "; ";
+        Log("registry endpoint failed, trying the next",
+            {{"endpoint", ep.url}, {"what", what}, {"error", e.what()}});
+      }
+    }
+    throw Error(ErrorCode::kUnavailable, what + ": no endpoint succeeded: " + errors);
+  }
+};
+
+RegistryClient::RegistryClient(const labels::Reference& repo, RegistryOptions opts)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->repo = repo;
+  impl_->opts = std::move(opts);
+  std::string host = repo.RegistryHost();
+  impl_->endpoints = ResolveEndpoints(impl_->opts.hosts_dir, host, impl_->opts.plain_http);
+  if (auto it = impl_->opts.credentials.find(host); it != impl_->opts.credentials.end()) {
+    impl_->creds = it->second;
+  } else {
+    impl_->creds = CredentialsFromDockerConfig(impl_->opts.docker_config, host);
+  }
+}
+
+RegistryClient::~RegistryClient() = default;
+RegistryClient::RegistryClient(RegistryClient&&) noexcept = default;
+RegistryClient& RegistryClient::operator=(RegistryClient&&) noexcept = default;
+
+namespace {
+
+[[noreturn]] void StatusError(const std::string& what, const std::string& url,
+                              const HttpResponse& r) {
+  ErrorCode code = ErrorCode::kUnavailable;
+  if (r.status == 404) code = ErrorCode::kNotFound;
+  if (r.status == 401 || r.status == 403) code = ErrorCode::kFailedPrecondition;
+  std::string body = r.body.substr(0, 300);
+  throw Error(code, what + " from " + url + ": HTTP " + std::to_string(r.status) +
+                        (body.empty() ? "" : ": " + body));
+}
+
+}  // namespace
+
+ResolvedImage RegistryClient::Resolve(const labels::Reference& ref) {
+  auto& im = *impl_;
+  auto fetch = [&](const std::string& reference, const std::string& expected_digest) {
+    return im.OverEndpoints(
+        true, "manifest " + ref.Name() + ":" + reference, [&](const RegistryEndpoint& ep) {
+          auto resp = im.Send(ep, "/" + im.repo.path + "/manifests/" + reference,
+                              {ManifestAcceptHeader()}, "GET", nullptr, 60000);
+          if (resp.status != 200) StatusError("manifest " + reference, ep.url, resp);
+          std::string digest = Sha256Digest(resp.body);
+          std::string want =
+              expected_digest.empty() ? resp.Header("docker-content-digest") : expected_digest;
+          if (!want.empty() && want != digest) {
+            throw Error(ErrorCode::kDataLoss, "manifest " + reference + " from " + ep.url +
+                                                  " has digest " + digest + ", expected " + want);
+          }
+          return std::make_pair(resp, digest);
+        });
+  };
+  std::string reference = ref.digest.empty() ? ref.tag : ref.digest;
+  auto [resp, digest] = fetch(reference, ref.digest);
+  ResolvedImage out;
+  std::string mt = DetectMediaType(resp.body, resp.Header("content-type"));
+  if (IsIndexMediaType(mt)) {
+    Index idx = ParseIndex(resp.body);
+    out.index_digest = digest;
+    const Descriptor& d = SelectPlatform(idx, "linux", HostArchitecture());
+    auto [mresp, mdigest] = fetch(d.digest, d.digest);
+    resp = mresp;
+    digest = mdigest;
+  }
+  out.manifest = ParseManifest(resp.body);
+  out.manifest_digest = digest;
+  out.manifest_bytes = resp.body;
+  return out;
+}
+
+void RegistryClient::FetchBlob(const std::string& digest, const BodySink& sink,
+                               uint64_t expected_size) {
+  auto& im = *impl_;
+  labels::Digest d = labels::ParseDigest(digest, "blob digest");
+  if (d.algorithm != "sha256")
+    throw Error(ErrorCode::kInvalidArgument, "only sha256 blobs are supported: " + digest);
+  im.OverEndpoints(false, "blob " + digest, [&](const RegistryEndpoint& ep) {
+    Sha256 hash;
+    uint64_t got = 0;
+    auto counting = [&](long status, const char* data, size_t len) {
+      hash.Update(data, len);
+      got += len;
+      return sink(status, data, len);
+    };
+    auto resp = im.Send(ep, "/" + im.repo.path + "/blobs/" + digest, {}, "GET", counting, 0);
+    if (resp.status != 200) StatusError("blob " + digest, ep.url, resp);
+    if (resp.aborted_by_sink)
+      throw Error(ErrorCode::kResourceExhausted, "blob " + digest + ": the reader stopped");
+    if (expected_size != UINT64_MAX && got != expected_size) {
+      throw Error(ErrorCode::kDataLoss, "blob " + digest + " from " + HostOf(ep.url) + ": got " +
+                                            std::to_string(got) + " bytes, expected " +
+                                            std::to_string(expected_size));
+    }
+    std::string actual = hash.FinishDigest();
+    if (actual != digest) {
+      throw Error(ErrorCode::kDataLoss, "blob " + digest + " from " + HostOf(ep.url) +
+                                            " failed verification: its bytes hash to " + actual);
+    }
+    return 0;
+  });
+}
+
+std::string RegistryClient::FetchBlobToString(const std::string& digest, uint64_t max_size) {
+  std::string out;
+  FetchBlob(digest, [&](long, const char* data, size_t len) {
+    if (out.size() + len > max_size) return false;
+    out.append(data, len);
+    return true;
+  });
+  return out;
+}
+
+std::string RegistryClient::ReadRange(const std::string& digest, uint64_t offset, uint64_t length) {
+  auto& im = *impl_;
+  labels::ParseDigest(digest, "blob digest");
+  if (length == 0) return {};
+  std::string range = std::to_string(offset) + "-" + std::to_string(offset + length - 1);
+  return im.OverEndpoints(
+      false, "blob " + digest + " range " + range, [&](const RegistryEndpoint& ep) {
+        for (int attempt = 1;; ++attempt) {
+          std::string out;
+          uint64_t seen = 0;  // bytes of a 200 (whole blob) answer seen so far
+          auto sink = [&](long status, const char* data, size_t len) {
+            if (status == 200) {  // no range support: cut the range out of the whole blob
+              uint64_t start = seen;
+              seen += len;
+              if (seen <= offset) return true;
+              uint64_t from = offset > start ? offset - start : 0;
+              uint64_t take = std::min<uint64_t>(len - from, length - out.size());
+              out.append(data + from, take);
+              return out.size() < length;  // stop once the range is complete
+            }
+            if (out.size() + len > length) return false;  // more than asked for: a broken server
+            out.append(data, len);
+            return true;
+          };
+          auto resp = im.Send(ep, "/" + im.repo.path + "/blobs/" + digest,
+                              {"Range: bytes=" + range}, "GET", sink, 120000);
+          if (resp.status == 206) {
+            std::string cr = resp.Header("content-range");
+            if (!cr.starts_with("bytes " + range + "/")) {
+              throw Error(ErrorCode::kDataLoss, "blob " + digest + " from " + HostOf(ep.url) +
+                                                    ": asked for bytes " + range +
+                                                    ", got Content-Range \"" + cr + "\"");
+            }
+            if (resp.aborted_by_sink) {
+              throw Error(ErrorCode::kDataLoss, "blob " + digest + " from " + HostOf(ep.url) +
+                                                    ": range " + range +
+                                                    " answered with more bytes than asked for");
+            }
+          } else if (resp.status != 200) {
+            StatusError("blob " + digest + " range " + range, ep.url, resp);
+          }
+          if (out.size() == length) return out;
+          if (attempt >= im.opts.retry.attempts) {
+            throw Error(ErrorCode::kUnavailable, "blob " + digest + " from " + HostOf(ep.url) +
+                                                     " range " + range + ": short read, " +
+                                                     std::to_string(out.size()) + " of " +
+                                                     std::to_string(length) + " bytes");
+          }
+          im.Log("short range read, retrying", {{"digest", digest}, {"range", range}});
+        }
+      });
+}
+
+uint64_t RegistryClient::BlobSize(const std::string& digest) {
+  auto& im = *impl_;
+  labels::ParseDigest(digest, "blob digest");
+  return im.OverEndpoints(false, "blob " + digest, [&](const RegistryEndpoint& ep) {
+    auto resp = im.Send(ep, "/" + im.repo.path + "/blobs/" + digest, {}, "HEAD", nullptr, 60000);
+    if (resp.status != 200) StatusError("blob " + digest, ep.url, resp);
+    std::string len = resp.Header("content-length");
+    if (len.empty())
+      throw Error(ErrorCode::kUnavailable,
+                  "blob " + digest + " from " + ep.url + ": no Content-Length");
+    return static_cast<uint64_t>(std::stoull(len));
+  });
+}
+
+}  // namespace lazysnap::fetcher

@@ -1,0 +1,85 @@
+// An OCI distribution client for one repository: resolves references to manifests (following
+// image indexes to this host's platform), fetches blobs verified against their digests, and reads
+// byte ranges of blobs. Handles anonymous, Basic and Bearer-token auth (token reuse until expiry,
+// one transparent re-auth on 401), mirrors from hosts.toml with fallback, redirects without
+// forwarding credentials, and retries with exponential backoff and jitter.
+// Not thread-safe: use one client per thread (tokens are cheap to fetch again).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "common/log.h"
+#include "fetcher/http_client.h"
+#include "fetcher/manifest.h"
+#include "fetcher/registry_hosts.h"
+#include "labels/reference.h"
+
+namespace lazysnap::fetcher {
+
+struct Credentials {
+  std::string username;
+  std::string password;
+  bool empty() const { return username.empty() && password.empty(); }
+};
+
+struct RetryPolicy {
+  int attempts = 4;  // per endpoint, for connection errors, 429, 5xx and short reads
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{5000};
+};
+
+struct RegistryOptions {
+  std::string hosts_dir;    // containerd-style certs.d directory; empty: none
+  bool plain_http = false;  // default endpoint scheme when no hosts.toml says otherwise
+  std::map<std::string, Credentials> credentials;  // registry host -> credentials (daemon config)
+  std::string docker_config;  // path of a docker config.json with "auths"; empty: none
+  RetryPolicy retry;
+  long connect_timeout_ms = 10000;
+  long low_speed_time_s = 30;
+  const Logger* log = nullptr;  // mirror fallbacks and retries are logged when set
+};
+
+struct ResolvedImage {
+  std::string manifest_digest;  // of the platform manifest (not the index)
+  std::string index_digest;     // when the reference named an index
+  Manifest manifest;
+  std::string manifest_bytes;
+};
+
+class RegistryClient {
+ public:
+  // `repo`: the image's registry host and path come from it (tag/digest are ignored).
+  RegistryClient(const labels::Reference& repo, RegistryOptions opts);
+  ~RegistryClient();
+  RegistryClient(RegistryClient&&) noexcept;
+  RegistryClient& operator=(RegistryClient&&) noexcept;
+
+  // Resolves tag or digest to the manifest for linux/<host arch>. Verifies manifest bytes against
+  // the digest when one is known (reference by digest, or Docker-Content-Digest).
+  ResolvedImage Resolve(const labels::Reference& ref);
+  // Fetches a blob into `sink`, verifying size and SHA-256 before returning; Error(kDataLoss)
+  // naming host and digest on mismatch (the sink has then seen unverified bytes: callers write
+  // to a temp file and publish only after this returns).
+  void FetchBlob(const std::string& digest, const BodySink& sink,
+                 uint64_t expected_size = UINT64_MAX);
+  std::string FetchBlobToString(const std::string& digest, uint64_t max_size = 64u << 20);
+  // Bytes [offset, offset+length) of a blob, unverified (the caller verifies with chunk digests).
+  // Accepts 206 with an exact Content-Range, or a 200 full body from which the range is cut.
+  std::string ReadRange(const std::string& digest, uint64_t offset, uint64_t length);
+  uint64_t BlobSize(const std::string& digest);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Reads credentials for `registry_host` from a docker config.json ("auths": {"host": {"auth":
+// base64(user:pass)} or username/password}). Empty when absent. Error(kInvalidArgument) if
+// malformed.
+Credentials CredentialsFromDockerConfig(const std::string& path, const std::string& registry_host);
+
+}  // namespace lazysnap::fetcher

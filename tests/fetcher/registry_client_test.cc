@@ -1,0 +1,287 @@
+// The registry client against a real docker-registry on 127.0.0.1: plain http, Basic auth, HTTPS
+// with a CA made here, mirrors with fallback, image indexes, ranges, and verification of
+// corrupted bytes (the blob is damaged in the registry's own storage).
+#include "fetcher/registry_client.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/process.h"
+#include "common/sha256.h"
+#include "common/temp_dir.h"
+#include "common/unique_fd.h"
+#include "labels/descriptor.h"
+#include "tests/support/oci_image.h"
+#include "tests/support/registry.h"
+
+namespace lazysnap::fetcher {
+namespace {
+
+using testing::OciImageBuilder;
+using testing::PushedImage;
+using testing::Registry;
+
+std::string Pseudo(size_t n) {
+  std::string s(n, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+PushedImage BuildAndPush(const std::string& host, const std::string& repo_tag,
+                         const std::vector<std::string>& skopeo_extra = {}) {
+  OciImageBuilder b;
+  b.AddBusyboxLayer();
+  b.AddFileLayer({{"data/blob", Pseudo(3 << 20)}});
+  if (skopeo_extra.empty()) return b.Push(host, repo_tag);
+  std::vector<std::string> argv = {"skopeo", "copy"};
+  argv.insert(argv.end(), skopeo_extra.begin(), skopeo_extra.end());
+  argv.push_back("oci:" + b.layout_dir() + ":img");
+  argv.push_back("docker://" + host + "/" + repo_tag);
+  RunCommandOrThrow(argv);
+  // Digests do not depend on where the image went: read them from a plain push description.
+  PushedImage p;
+  p.ref = host + "/" + repo_tag;
+  return p;
+}
+
+class RegistryClientTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    registry_ = new Registry();
+    image_ = new PushedImage(BuildAndPush(registry_->host(), "fetch/app:v1"));
+  }
+  static void TearDownTestSuite() {
+    delete image_;
+    delete registry_;
+  }
+  static RegistryClient Client(const RegistryOptions& opts) { return RegistryClient(Ref(), opts); }
+  static labels::Reference Ref(const std::string& tag = "v1") {
+    return labels::ParseReference(registry_->host() + "/fetch/app:" + tag);
+  }
+  static std::string Blob(const std::string& digest) {
+    return Client(Plain()).FetchBlobToString(digest, 64 << 20);
+  }
+  static RegistryOptions Plain() {
+    RegistryOptions o;
+    o.plain_http = true;
+    return o;
+  }
+
+  static Registry* registry_;
+  static PushedImage* image_;
+};
+
+Registry* RegistryClientTest::registry_ = nullptr;
+PushedImage* RegistryClientTest::image_ = nullptr;
+
+TEST_F(RegistryClientTest, ResolvesTagAndDigest) {
+  auto c = Client(Plain());
+  auto r = c.Resolve(Ref());
+  EXPECT_EQ(r.manifest_digest, image_->manifest_digest);
+  ASSERT_EQ(r.manifest.layers.size(), 2u);
+  EXPECT_EQ(r.manifest.layers[1].digest, image_->layer_digests[1]);
+  EXPECT_EQ(Sha256Digest(r.manifest_bytes), image_->manifest_digest);
+  auto by_digest = c.Resolve(
+      labels::ParseReference(registry_->host() + "/fetch/app@" + image_->manifest_digest));
+  EXPECT_EQ(by_digest.manifest_digest, image_->manifest_digest);
+  try {
+    c.Resolve(Ref("nope"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kNotFound) << e.what();
+    EXPECT_NE(std::string(e.what()).find("404"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(RegistryClientTest, FetchesAndVerifiesBlobs) {
+  auto c = Client(Plain());
+  for (size_t i = 0; i < image_->layer_digests.size(); ++i) {
+    std::string blob = c.FetchBlobToString(image_->layer_digests[i], 64 << 20);
+    EXPECT_EQ(Sha256Digest(blob), image_->layer_digests[i]);
+    EXPECT_EQ(blob.size(), image_->layer_sizes[i]);
+    EXPECT_EQ(c.BlobSize(image_->layer_digests[i]), image_->layer_sizes[i]);
+  }
+}
+
+TEST_F(RegistryClientTest, RangeReadsMatchTheBlob) {
+  auto c = Client(Plain());
+  const std::string& digest = image_->layer_digests[1];
+  std::string blob = Blob(digest);
+  for (auto [off, len] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 1},
+                                                                    {0, 4096},
+                                                                    {1, 4095},
+                                                                    {blob.size() - 1, 1},
+                                                                    {12345, 1 << 20},
+                                                                    {0, blob.size()}}) {
+    EXPECT_EQ(c.ReadRange(digest, off, len), blob.substr(off, len)) << off << "+" << len;
+  }
+  EXPECT_THROW(c.ReadRange(digest, blob.size(), 10), Error);  // 416 past the end
+}
+
+TEST_F(RegistryClientTest, CorruptedBlobIsDetectedNeverServedAsVerified) {
+  // A private copy of the image so the shared one stays intact.
+  Registry reg;
+  auto img = BuildAndPush(reg.host(), "corrupt/app:v1");
+  std::string path = reg.BlobDataPath(img.layer_digests[1]);
+  {
+    int fd = ::open(path.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0) << path;
+    ASSERT_EQ(::pwrite(fd, "X", 1, 1000), 1);
+    ::close(fd);
+  }
+  RegistryOptions o = Plain();
+  o.retry.attempts = 1;
+  RegistryClient c(labels::ParseReference(reg.host() + "/corrupt/app:v1"), o);
+  try {
+    c.FetchBlobToString(img.layer_digests[1], 64 << 20);
+    FAIL() << "corrupted blob accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDataLoss);
+    EXPECT_NE(std::string(e.what()).find(img.layer_digests[1]), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(reg.host()), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(RegistryClientTest, FollowsImageIndexToHostPlatform) {
+  // An index with an arm64 decoy and our amd64 manifest, pushed with curl.
+  TempDir d("index");
+  std::string manifest_size = std::to_string(Client(Plain()).Resolve(Ref()).manifest_bytes.size());
+  // The registry checks that an index's manifests exist: the decoy is another real image.
+  OciImageBuilder other;
+  other.AddBusyboxLayer();
+  auto decoy_image = other.Push(registry_->host(), "fetch/app:decoy");
+  std::string decoy = decoy_image.manifest_digest;
+  std::string decoy_size =
+      std::to_string(Client(Plain()).Resolve(Ref("decoy")).manifest_bytes.size());
+  std::string index =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
+      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      decoy + R"(","size":)" + decoy_size +
+      R"(,"platform":{"os":"linux","architecture":"arm64"}},)"
+      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      image_->manifest_digest + R"(","size":)" + manifest_size +
+      R"(,"platform":{"os":"linux","architecture":")" + HostArchitecture() + R"("}}]})";
+  WriteFileAtomic(d / "index.json", index);
+  RunCommandOrThrow({"curl", "-sf", "-X", "PUT", "-H",
+                     "Content-Type: application/vnd.oci.image.index.v1+json", "--data-binary",
+                     "@" + (d / "index.json"),
+                     "http://" + registry_->host() + "/v2/fetch/app/manifests/multi"});
+  auto r = Client(Plain()).Resolve(Ref("multi"));
+  EXPECT_EQ(r.index_digest, Sha256Digest(index));
+  EXPECT_EQ(r.manifest_digest, image_->manifest_digest);
+}
+
+TEST_F(RegistryClientTest, MirrorFallsBackToNextWithALogLine) {
+  TempDir d("hosts");
+  int dead = testing::FreeTcpPort();
+  MakeDirs(d / ("certs/" + registry_->host()));
+  WriteFileAtomic(d / ("certs/" + registry_->host() + "/hosts.toml"),
+                  "server = \"http://" + registry_->host() + "\"\n[host.\"http://127.0.0.1:" +
+                      std::to_string(dead) + "\"]\n  capabilities = [\"pull\", \"resolve\"]\n");
+  std::string logfile = d / "log";
+  UniqueFd fd(::open(logfile.c_str(), O_WRONLY | O_CREAT, 0644));
+  Logger log(LogLevel::kInfo, fd.get());
+  RegistryOptions o;
+  o.hosts_dir = d / "certs";
+  o.retry.attempts = 1;
+  o.connect_timeout_ms = 2000;
+  o.log = &log;
+  auto c = RegistryClient(Ref(), o);
+  EXPECT_EQ(c.Resolve(Ref()).manifest_digest, image_->manifest_digest);
+  std::string logged = ReadFile(logfile);
+  EXPECT_NE(logged.find("registry endpoint failed, trying the next"), std::string::npos) << logged;
+  EXPECT_NE(logged.find(std::to_string(dead)), std::string::npos) << logged;
+}
+
+TEST(RegistryClientAuth, BasicAuthWithHtpasswd) {
+  TempDir d("auth");
+  std::string htpasswd = RunCommandOrThrow({"htpasswd", "-Bbn", "alice", "s3cret"});
+  WriteFileAtomic(d / "htpasswd", htpasswd);
+  testing::RegistryOptions ro;
+  ro.htpasswd_file = d / "htpasswd";
+  Registry reg(ro);
+  BuildAndPush(reg.host(), "private/app:v1",
+               {"--dest-tls-verify=false", "--dest-creds", "alice:s3cret"});
+  auto ref = labels::ParseReference(reg.host() + "/private/app:v1");
+  RegistryOptions o;
+  o.plain_http = true;
+  o.retry.attempts = 1;
+  // Anonymous: refused with a clear error.
+  try {
+    RegistryClient(ref, o).Resolve(ref);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+    EXPECT_NE(std::string(e.what()).find("401"), std::string::npos) << e.what();
+  }
+  // Wrong password: the same.
+  o.credentials[reg.host()] = {"alice", "wrong"};
+  EXPECT_THROW(RegistryClient(ref, o).Resolve(ref), Error);
+  // From the daemon config.
+  o.credentials[reg.host()] = {"alice", "s3cret"};
+  auto r = RegistryClient(ref, o).Resolve(ref);
+  EXPECT_EQ(r.manifest.layers.size(), 2u);
+  // From a docker config.json.
+  o.credentials.clear();
+  WriteFileAtomic(d / "config.json", R"({"auths":{")" + reg.host() + R"(":{"auth":")" +
+                                         labels::Base64Encode("alice:s3cret") + R"("}}})");
+  o.docker_config = d / "config.json";
+  RegistryClient c(ref, o);
+  EXPECT_EQ(c.Resolve(ref).manifest.layers.size(), 2u);
+  EXPECT_GT(c.FetchBlobToString(r.manifest.layers[1].digest).size(), 1000u);
+}
+
+TEST(RegistryClientTls, HttpsWithTestCa) {
+  TempDir d("tls");
+  // A CA, and a server certificate for 127.0.0.1 signed by it.
+  RunCommandOrThrow({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                     "-subj", "/CN=lazysnap test CA", "-keyout", d / "ca.key", "-out",
+                     d / "ca.crt"});
+  RunCommandOrThrow({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+                     "-keyout", d / "server.key", "-out", d / "server.csr"});
+  WriteFileAtomic(d / "ext.cnf", "subjectAltName=IP:127.0.0.1\n");
+  RunCommandOrThrow({"openssl", "x509", "-req", "-in", d / "server.csr", "-CA", d / "ca.crt",
+                     "-CAkey", d / "ca.key", "-CAcreateserial", "-days", "2", "-extfile",
+                     d / "ext.cnf", "-out", d / "server.crt"});
+  testing::RegistryOptions ro;
+  ro.tls_cert = d / "server.crt";
+  ro.tls_key = d / "server.key";
+  Registry reg(ro);
+  BuildAndPush(reg.host(), "tls/app:v1", {"--dest-tls-verify=false"});
+  auto ref = labels::ParseReference(reg.host() + "/tls/app:v1");
+  RegistryOptions o;
+  o.retry.attempts = 1;
+  // Untrusted certificate: a clear error naming the host.
+  try {
+    RegistryClient(ref, o).Resolve(ref);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find(reg.host()), std::string::npos) << e.what();
+  }
+  auto with_hosts = [&](const std::string& body) {
+    MakeDirs(d / ("certs/" + reg.host()));
+    WriteFileAtomic(d / ("certs/" + reg.host() + "/hosts.toml"), body);
+    o.hosts_dir = d / "certs";
+    return RegistryClient(ref, o).Resolve(ref);
+  };
+  std::string url = "https://" + reg.host();
+  EXPECT_EQ(with_hosts("server = \"" + url + "\"\n[host.\"" + url + "\"]\n  ca = \"" +
+                       (d / "ca.crt") + "\"\n")
+                .manifest.layers.size(),
+            2u);
+  EXPECT_EQ(with_hosts("[host.\"" + url + "\"]\n  skip_verify = true\n").manifest.layers.size(),
+            2u);
+}
+
+}  // namespace
+}  // namespace lazysnap::fetcher
