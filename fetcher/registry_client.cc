@@ -171,13 +171,17 @@ struct RegistryClient::Impl {
 
   // One request against one endpoint with auth, redirects and retries. Throws on transport
   // failure after the retries; returns the final response otherwise.
+  // `on_attempt` runs before every attempt, so a sink that saw a failed attempt's bytes can
+  // start over.
   HttpResponse Send(const RegistryEndpoint& ep, const std::string& path,
                     const std::vector<std::string>& extra, const std::string& method,
-                    const BodySink& sink, long timeout_ms) {
+                    const BodySink& sink, long timeout_ms,
+                    const std::function<void()>& on_attempt = nullptr) {
     std::string host = HostOf(ep.url);
     auto backoff = opts.retry.initial_backoff;
     for (int attempt = 1;; ++attempt) {
       bool reauthed = false;
+      if (on_attempt) on_attempt();
       try {
         std::string url = ep.api_root + path;
         for (int hop = 0;; ++hop) {
@@ -329,11 +333,12 @@ ResolvedImage RegistryClient::Resolve(const labels::Reference& ref) {
 }
 
 void RegistryClient::FetchBlob(const std::string& digest, const BodySink& sink,
-                               uint64_t expected_size) {
+                               const std::function<void()>& reset, uint64_t expected_size) {
   auto& im = *impl_;
   labels::Digest d = labels::ParseDigest(digest, "blob digest");
-  if (d.algorithm != "sha256")
+  if (d.algorithm != "sha256") {
     throw Error(ErrorCode::kInvalidArgument, "only sha256 blobs are supported: " + digest);
+  }
   im.OverEndpoints(false, "blob " + digest, [&](const RegistryEndpoint& ep) {
     Sha256 hash;
     uint64_t got = 0;
@@ -342,10 +347,17 @@ void RegistryClient::FetchBlob(const std::string& digest, const BodySink& sink,
       got += len;
       return sink(status, data, len);
     };
-    auto resp = im.Send(ep, "/" + im.repo.path + "/blobs/" + digest, {}, "GET", counting, 0);
+    auto restart = [&] {  // a retried transfer starts the blob over, hash included
+      hash = Sha256();
+      got = 0;
+      if (reset) reset();
+    };
+    auto resp =
+        im.Send(ep, "/" + im.repo.path + "/blobs/" + digest, {}, "GET", counting, 0, restart);
     if (resp.status != 200) StatusError("blob " + digest, ep.url, resp);
-    if (resp.aborted_by_sink)
+    if (resp.aborted_by_sink) {
       throw Error(ErrorCode::kResourceExhausted, "blob " + digest + ": the reader stopped");
+    }
     if (expected_size != UINT64_MAX && got != expected_size) {
       throw Error(ErrorCode::kDataLoss, "blob " + digest + " from " + HostOf(ep.url) + ": got " +
                                             std::to_string(got) + " bytes, expected " +
@@ -362,11 +374,14 @@ void RegistryClient::FetchBlob(const std::string& digest, const BodySink& sink,
 
 std::string RegistryClient::FetchBlobToString(const std::string& digest, uint64_t max_size) {
   std::string out;
-  FetchBlob(digest, [&](long, const char* data, size_t len) {
-    if (out.size() + len > max_size) return false;
-    out.append(data, len);
-    return true;
-  });
+  FetchBlob(
+      digest,
+      [&](long, const char* data, size_t len) {
+        if (out.size() + len > max_size) return false;
+        out.append(data, len);
+        return true;
+      },
+      [&] { out.clear(); });
   return out;
 }
 

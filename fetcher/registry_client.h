@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -62,10 +63,11 @@ class RegistryClient {
   // the digest when one is known (reference by digest, or Docker-Content-Digest).
   ResolvedImage Resolve(const labels::Reference& ref);
   // Fetches a blob into `sink`, verifying size and SHA-256 before returning; Error(kDataLoss)
-  // naming host and digest on mismatch (the sink has then seen unverified bytes: callers write
-  // to a temp file and publish only after this returns).
+  // naming host and digest on mismatch. The sink sees bytes before they are verified: callers
+  // write to a temp file and publish it only after this returns. `reset` runs before every
+  // attempt (a retry after a broken transfer starts the blob over).
   void FetchBlob(const std::string& digest, const BodySink& sink,
-                 uint64_t expected_size = UINT64_MAX);
+                 const std::function<void()>& reset, uint64_t expected_size = UINT64_MAX);
   std::string FetchBlobToString(const std::string& digest, uint64_t max_size = 64u << 20);
   // Bytes [offset, offset+length) of a blob, unverified (the caller verifies with chunk digests).
   // Accepts 206 with an exact Content-Range, or a 200 full body from which the range is cut.

@@ -285,3 +285,91 @@ TEST(RegistryClientTls, HttpsWithTestCa) {
 
 }  // namespace
 }  // namespace lazysnap::fetcher
+
+#include "tests/support/fault_proxy.h"
+
+namespace lazysnap::fetcher {
+namespace {
+
+using testing::Fault;
+using testing::FaultProxy;
+
+class FaultTest : public RegistryClientTest {
+ protected:
+  FaultProxy proxy_{registry_->port()};
+  RegistryClient Through(int attempts = 4) {
+    RegistryOptions o;
+    o.plain_http = true;
+    o.retry.attempts = attempts;
+    o.retry.initial_backoff = std::chrono::milliseconds(20);
+    o.low_speed_time_s = 2;
+    // The image is addressed through the proxy's host:port (same repository, same digests).
+    return RegistryClient(labels::ParseReference(proxy_.host() + "/fetch/app:v1"), o);
+  }
+  labels::Reference ProxyRef() { return labels::ParseReference(proxy_.host() + "/fetch/app:v1"); }
+};
+
+TEST_F(FaultTest, RetriesServerErrorsAndRateLimits) {
+  proxy_.Inject(Fault::kHttp500, 2);
+  EXPECT_EQ(Through().Resolve(ProxyRef()).manifest_digest, image_->manifest_digest);
+  EXPECT_EQ(proxy_.faults_applied(), 2);
+  proxy_.Inject(Fault::kHttp429, 1);
+  EXPECT_EQ(Through().Resolve(ProxyRef()).manifest_digest, image_->manifest_digest);
+}
+
+TEST_F(FaultTest, RetriesResetConnections) {
+  proxy_.Inject(Fault::kReset, 2);
+  auto c = Through();
+  std::string blob = c.FetchBlobToString(image_->layer_digests[1], 64 << 20);
+  EXPECT_EQ(Sha256Digest(blob), image_->layer_digests[1]);
+  EXPECT_EQ(proxy_.faults_applied(), 2);
+  EXPECT_GE(proxy_.connections(), 3);
+}
+
+TEST_F(FaultTest, TruncatedBlobIsRefetchedWhole) {
+  proxy_.Inject(Fault::kTruncate, 1, 100000);
+  std::string blob = Through().FetchBlobToString(image_->layer_digests[1], 64 << 20);
+  EXPECT_EQ(Sha256Digest(blob), image_->layer_digests[1]);  // reset() discarded the partial bytes
+  EXPECT_EQ(proxy_.faults_applied(), 1);
+  EXPECT_GE(proxy_.connections(), 2);  // the retry came on a new connection
+}
+
+TEST_F(FaultTest, FlippedByteIsDetectedNeverReturned) {
+  proxy_.Inject(Fault::kFlipByte, 10, 5000);
+  try {
+    Through(1).FetchBlobToString(image_->layer_digests[1], 64 << 20);
+    FAIL() << "corrupted transfer accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kDataLoss) << e.what();
+  }
+}
+
+TEST_F(FaultTest, GivesUpWithAClearErrorNamingHostDigestAndRange) {
+  proxy_.Inject(Fault::kHttp500, 100);
+  try {
+    Through(3).ReadRange(image_->layer_digests[1], 100, 200);
+    FAIL();
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find(proxy_.host()), std::string::npos) << m;
+    EXPECT_NE(m.find(image_->layer_digests[1]), std::string::npos) << m;
+    EXPECT_NE(m.find("100-299"), std::string::npos) << m;
+    EXPECT_NE(m.find("500"), std::string::npos) << m;
+  }
+  EXPECT_EQ(proxy_.faults_applied(), 3);
+}
+
+TEST_F(FaultTest, StalledPeerTimesOut) {
+  proxy_.Inject(Fault::kStall, 100);
+  RegistryOptions o;
+  o.plain_http = true;
+  o.retry.attempts = 1;
+  o.low_speed_time_s = 1;
+  RegistryClient c(ProxyRef(), o);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(c.Resolve(ProxyRef()), Error);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+}
+
+}  // namespace
+}  // namespace lazysnap::fetcher
