@@ -7,6 +7,7 @@
 
 namespace lazysnap::cli {
 
+int RunFetch(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);
 
 }  // namespace lazysnap::cli

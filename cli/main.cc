@@ -16,6 +16,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"fetch", "show an image's manifest, fetch a layer or a byte range of it",
+     lazysnap::cli::RunFetch},
     {"version", "print the version", lazysnap::cli::RunVersion},
 };
 

@@ -1,0 +1,173 @@
+// `lazysnap fetch <ref> [--layer N [--range A-B]] [-o FILE] [--hosts-dir DIR] [--plain-http]
+//                 [--docker-config FILE]`
+// Without --layer: resolves the image and prints its manifest (layers with digest, size, type).
+// With --layer N: fetches layer N (0 = bottom), verified against its digest before FILE appears
+// (written to FILE.partial, renamed on success); with --range, bytes A..B inclusive of it.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/file_util.h"
+#include "fetcher/registry_client.h"
+#include "labels/reference.h"
+
+namespace lazysnap::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: lazysnap fetch <ref> [--layer N [--range A-B]] [-o FILE] [--hosts-dir DIR]\n"
+    "                      [--plain-http] [--docker-config FILE]\n";
+
+// A one-line progress bar on stderr, redrawn at most 10 times a second, only on a terminal.
+class Progress {
+ public:
+  explicit Progress(uint64_t total) : total_(total), tty_(::isatty(2) == 1) {}
+  void Add(uint64_t n) {
+    done_ += n;
+    auto now = std::chrono::steady_clock::now();
+    if (!tty_ || now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    Draw();
+  }
+  void Finish() {
+    if (tty_) {
+      Draw();
+      std::fputc('\n', stderr);
+    }
+  }
+
+ private:
+  void Draw() {
+    double f = total_ ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
+    int bars = static_cast<int>(f * 30);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::fprintf(stderr, "\r[%-30s] %5.1f%% %8.1f MB %7.1f MB/s", std::string(bars, '#').c_str(),
+                 f * 100, static_cast<double>(done_) / 1e6,
+                 secs > 0 ? static_cast<double>(done_) / 1e6 / secs : 0.0);
+  }
+  uint64_t total_, done_ = 0;
+  bool tty_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_;
+};
+
+}  // namespace
+
+int RunFetch(const std::vector<std::string>& args) {
+  std::string ref_text, out, range;
+  int layer = -1;
+  fetcher::RegistryOptions opts;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= args.size()) throw Error(ErrorCode::kInvalidArgument, a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--layer") {
+      layer = std::stoi(next());
+    } else if (a == "--range") {
+      range = next();
+    } else if (a == "-o" || a == "--output") {
+      out = next();
+    } else if (a == "--hosts-dir") {
+      opts.hosts_dir = next();
+    } else if (a == "--plain-http") {
+      opts.plain_http = true;
+    } else if (a == "--docker-config") {
+      opts.docker_config = next();
+    } else if (a == "-h" || a == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (!a.starts_with("-") && ref_text.empty()) {
+      ref_text = a;
+    } else {
+      std::fprintf(stderr, "lazysnap fetch: unexpected argument \"%s\"\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (ref_text.empty() || (!range.empty() && layer < 0)) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  try {
+    if (opts.docker_config.empty() && std::getenv("HOME")) {
+      opts.docker_config = std::string(std::getenv("HOME")) + "/.docker/config.json";
+    }
+    auto ref = labels::ParseReference(ref_text);
+    fetcher::RegistryClient client(ref, opts);
+    auto img = client.Resolve(ref);
+    if (layer < 0) {
+      std::printf("%s\nmanifest %s (%s)\nconfig   %s %llu bytes\n", ref.Canonical().c_str(),
+                  img.manifest_digest.c_str(), img.manifest.media_type.c_str(),
+                  img.manifest.config.digest.c_str(),
+                  static_cast<unsigned long long>(img.manifest.config.size));
+      for (size_t i = 0; i < img.manifest.layers.size(); ++i) {
+        const auto& l = img.manifest.layers[i];
+        std::printf("layer %-3zu %s %12llu  %s\n", i, l.digest.c_str(),
+                    static_cast<unsigned long long>(l.size), l.media_type.c_str());
+      }
+      return 0;
+    }
+    if (static_cast<size_t>(layer) >= img.manifest.layers.size()) {
+      throw Error(ErrorCode::kInvalidArgument,
+                  "image has " + std::to_string(img.manifest.layers.size()) + " layers; --layer " +
+                      std::to_string(layer) + " does not exist");
+    }
+    const auto& l = img.manifest.layers[static_cast<size_t>(layer)];
+    if (!range.empty()) {
+      auto dash = range.find('-');
+      if (dash == std::string::npos)
+        throw Error(ErrorCode::kInvalidArgument, "--range wants A-B, got " + range);
+      uint64_t a = std::stoull(range.substr(0, dash)), b = std::stoull(range.substr(dash + 1));
+      if (b < a || b >= l.size) {
+        throw Error(ErrorCode::kInvalidArgument, "--range " + range + " is outside the layer (0-" +
+                                                     std::to_string(l.size - 1) + ")");
+      }
+      std::string bytes = client.ReadRange(l.digest, a, b - a + 1);
+      if (out.empty() || out == "-") {
+        fwrite(bytes.data(), 1, bytes.size(), stdout);
+      } else {
+        WriteFileAtomic(out, bytes);
+      }
+      return 0;
+    }
+    if (out.empty() || out == "-") {
+      if (::isatty(1))
+        throw Error(ErrorCode::kInvalidArgument,
+                    "refusing to write a layer to a terminal; use -o FILE");
+      out = "/dev/stdout";
+    }
+    bool to_file = out != "/dev/stdout";
+    std::string tmp = to_file ? out + ".partial" : out;
+    std::ofstream f;
+    Progress progress(l.size);
+    auto open = [&] {
+      f.close();
+      f.open(tmp, std::ios::binary | std::ios::trunc);
+      if (!f) ThrowErrno("open " + tmp);
+    };
+    open();
+    client.FetchBlob(
+        l.digest,
+        [&](long, const char* data, size_t len) {
+          f.write(data, static_cast<std::streamsize>(len));
+          progress.Add(len);
+          return static_cast<bool>(f);
+        },
+        open, l.size);
+    f.close();
+    progress.Finish();
+    if (to_file && std::rename(tmp.c_str(), out.c_str()) != 0) ThrowErrno("rename " + tmp);
+    std::fprintf(stderr, "%s: %llu bytes, verified\n", l.digest.c_str(),
+                 static_cast<unsigned long long>(l.size));
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "lazysnap fetch: %s\n", e.what());
+    return e.code() == ErrorCode::kInvalidArgument ? 2 : 1;
+  }
+}
+
+}  // namespace lazysnap::cli
