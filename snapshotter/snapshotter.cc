@@ -13,14 +13,13 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/temp_dir.h"
+#include "labels/cri_labels.h"
 #include "snapshotter/disk_usage.h"
 
 namespace lazysnap::snapshotter {
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr size_t kMaxLabelSize = 4096;
 
 // Removes a snapshot directory that no metadata row owns any more; mounts below it are detached
 // first so removal never reaches into a mounted filesystem.
@@ -40,14 +39,7 @@ int64_t NowNanos() {
 }
 
 void ValidateLabels(const Labels& labels) {
-  for (const auto& [k, v] : labels) {
-    if (k.empty()) throw Error(ErrorCode::kInvalidArgument, "label key must not be empty");
-    if (k.size() + v.size() > kMaxLabelSize) {
-      throw Error(
-          ErrorCode::kInvalidArgument,
-          "label key and value greater than maximum size (4096 bytes), key: " + k.substr(0, 256));
-    }
-  }
+  labels::ValidateLabelSizes(labels);
 }
 
 Snapshotter::Snapshotter(const SnapshotterOptions& opts, const Logger& log)
@@ -97,20 +89,24 @@ std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key
   }
   SqliteTxn txn(store_->db());
   SnapshotRecord rec = store_->Create(key, parent, kind, LayerMode::kNative, labels, NowNanos());
-  // The directory is built under a temporary name and renamed into place before the row commits:
-  // a crash leaves either no row (and an orphan dir for Cleanup) or a row with its directory.
-  MakeSnapshotDir(rec.id, kind == Kind::kActive);
-  try {
-    txn.Commit();
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(SnapshotDir(rec.id), ec);
-    throw;
-  }
+  CommitWithDir(txn, rec.id, kind == Kind::kActive);
   log_.Debug(
       "snapshot created",
       {{"key", key}, {"parent", parent}, {"kind", KindName(kind)}, {"id", std::to_string(rec.id)}});
   return MountsFor(rec);
+}
+
+void Snapshotter::CommitWithDir(SqliteTxn& txn, int64_t id, bool with_work) {
+  // The directory is built under a temporary name and renamed into place before the row commits:
+  // a crash leaves either no row (and an orphan dir for Cleanup) or a row with its directory.
+  MakeSnapshotDir(id, with_work);
+  try {
+    txn.Commit();
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(SnapshotDir(id), ec);
+    throw;
+  }
 }
 
 void Snapshotter::MakeSnapshotDir(int64_t id, bool with_work) {
@@ -145,14 +141,7 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
   SnapshotRecord rec =
       store_->Create(name, req.parent, Kind::kCommitted, plan.mode, plan.remote_labels, NowNanos());
   // An empty fs dir keeps overlay lowerdir chains well-formed for anyone who mounts them.
-  MakeSnapshotDir(rec.id, false);
-  try {
-    txn.Commit();
-  } catch (...) {
-    std::error_code ec;
-    fs::remove_all(SnapshotDir(rec.id), ec);
-    throw;
-  }
+  CommitWithDir(txn, rec.id, false);
   log_.Info("remote layer committed", {{"key", req.key},
                                        {"name", name},
                                        {"parent", req.parent},

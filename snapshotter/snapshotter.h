@@ -54,6 +54,8 @@ class Snapshotter {
                                     const Labels& labels);
   std::vector<Mount> MountsFor(const SnapshotRecord& rec);
   void MakeSnapshotDir(int64_t id, bool with_work);
+  // Creates snapshot `id`'s directory, then commits `txn`; removes the directory if that fails.
+  void CommitWithDir(SqliteTxn& txn, int64_t id, bool with_work);
   // Records a remote layer as a committed snapshot and throws Error(kAlreadyExists): the
   // remote-snapshot protocol's answer, after which containerd finds it with List + Stat.
   [[noreturn]] void CommitRemote(const PrepareRequest& req, const LayerPlan& plan);
