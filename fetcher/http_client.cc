@@ -7,27 +7,27 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "fetcher/curl_transfer.h"
 
 namespace lazysnap::fetcher {
-namespace {
+namespace detail {
 
-// curl_global_init is not thread-safe; run it once per process before any handle exists.
-void GlobalInit() {
+void CurlGlobalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-struct Transfer {
-  HttpResponse* resp;
-  const BodySink* sink;
-  bool aborted_by_sink = false;
-};
+namespace {
 
 size_t OnHeader(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
+  auto* t = static_cast<CurlTransfer*>(user);
   std::string line(data, size * n);
   if (line.starts_with("HTTP/")) {
-    t->resp->headers.clear();  // a new response (after 100-continue or a proxy CONNECT)
+    // A new response (after 100-continue or a proxy CONNECT). The status must be known before
+    // the first body byte decides where bytes go.
+    t->resp->headers.clear();
+    auto sp = line.find(' ');
+    if (sp != std::string::npos) t->resp->status = std::strtol(line.c_str() + sp + 1, nullptr, 10);
     return size * n;
   }
   auto colon = line.find(':');
@@ -45,7 +45,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 }
 
 size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  auto* t = static_cast<Transfer*>(user);
+  auto* t = static_cast<CurlTransfer*>(user);
   size_t len = size * n;
   if (t->sink && *t->sink && t->resp->status >= 200 && t->resp->status < 300) {
     if (!(*t->sink)(t->resp->status, data, len)) {
@@ -61,36 +61,12 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 
 }  // namespace
 
-std::string HttpResponse::Header(const std::string& lower_name) const {
-  auto it = headers.find(lower_name);
-  return it == headers.end() ? std::string() : it->second;
-}
-
-struct HttpClient::Impl {
-  CURL* curl = nullptr;
-};
-
-HttpClient::HttpClient() : impl_(std::make_unique<Impl>()) {
-  GlobalInit();
-  impl_->curl = curl_easy_init();
-  if (impl_->curl == nullptr) throw Error(ErrorCode::kInternal, "curl_easy_init failed");
-}
-
-HttpClient::~HttpClient() {
-  curl_easy_cleanup(impl_->curl);
-}
-
-HttpResponse HttpClient::Perform(const HttpRequest& req, const BodySink& sink) {
-  CURL* c = impl_->curl;
+void ConfigureEasy(CURL* c, const HttpRequest& req, CurlTransfer* t) {
   curl_easy_reset(c);  // keeps the connection cache: keep-alive across requests
-  HttpResponse resp;
-  Transfer t{&resp, &sink};
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_slist* headers = nullptr;
-  for (const auto& h : req.headers) headers = curl_slist_append(headers, h.c_str());
+  for (const auto& h : req.headers) t->headers = curl_slist_append(t->headers, h.c_str());
   curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->headers);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2TLS);  // HTTP/2 where TLS offers it
@@ -99,9 +75,9 @@ HttpResponse HttpClient::Perform(const HttpRequest& req, const BodySink& sink) {
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, req.low_speed_time_s);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   if (req.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -113,28 +89,46 @@ HttpResponse HttpClient::Perform(const HttpRequest& req, const BodySink& sink) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   }
-  // The status must be known before the first body byte decides where bytes go.
-  struct StatusProbe {
-    static size_t Header(char* data, size_t size, size_t n, void* user) {
-      auto* t = static_cast<Transfer*>(user);
-      std::string_view line(data, size * n);
-      if (line.starts_with("HTTP/")) {
-        auto sp = line.find(' ');
-        if (sp != std::string_view::npos)
-          t->resp->status = std::strtol(line.data() + sp + 1, nullptr, 10);
-      }
-      return OnHeader(data, size, n, user);
-    }
-  };
-  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, StatusProbe::Header);
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t.aborted_by_sink)) {
-    std::string msg = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+}
+
+void FinishEasy(CURL* c, CURLcode rc, const HttpRequest& req, CurlTransfer* t) {
+  if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && t->aborted_by_sink)) {
+    std::string msg = t->errbuf[0] ? t->errbuf : curl_easy_strerror(rc);
     throw Error(ErrorCode::kUnavailable, req.method + " " + req.url + ": " + msg);
   }
-  resp.aborted_by_sink = t.aborted_by_sink;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp.status);
+  t->resp->aborted_by_sink = t->aborted_by_sink;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t->resp->status);
+}
+
+}  // namespace detail
+
+std::string HttpResponse::Header(const std::string& lower_name) const {
+  auto it = headers.find(lower_name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+struct HttpClient::Impl {
+  CURL* curl = nullptr;
+};
+
+HttpClient::HttpClient() : impl_(std::make_unique<Impl>()) {
+  detail::CurlGlobalInit();
+  impl_->curl = curl_easy_init();
+  if (impl_->curl == nullptr) throw Error(ErrorCode::kInternal, "curl_easy_init failed");
+}
+
+HttpClient::~HttpClient() {
+  curl_easy_cleanup(impl_->curl);
+}
+
+HttpResponse HttpClient::Perform(const HttpRequest& req, const BodySink& sink) {
+  HttpResponse resp;
+  detail::CurlTransfer t;
+  t.resp = &resp;
+  t.sink = &sink;
+  detail::ConfigureEasy(impl_->curl, req, &t);
+  CURLcode rc = curl_easy_perform(impl_->curl);
+  detail::FinishEasy(impl_->curl, rc, req, &t);
   return resp;
 }
 

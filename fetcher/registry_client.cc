@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "fetcher/url.h"
 #include "fetcher/www_authenticate.h"
 #include "labels/descriptor.h"
 #include "labels/digest.h"
@@ -15,42 +16,6 @@ namespace lazysnap::fetcher {
 namespace {
 
 constexpr int kMaxRedirects = 5;
-
-std::string HostOf(const std::string& url) {
-  auto start = url.find("://");
-  start = start == std::string::npos ? 0 : start + 3;
-  auto end = url.find('/', start);
-  return url.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
-
-std::string ResolveLocation(const std::string& base, const std::string& location) {
-  if (location.starts_with("http://") || location.starts_with("https://")) return location;
-  auto scheme_end = base.find("://");
-  auto path_start = base.find('/', scheme_end + 3);
-  std::string origin = base.substr(0, path_start);
-  if (location.starts_with("/")) return origin + location;
-  auto last = base.rfind('/');
-  return base.substr(0, last + 1) + location;
-}
-
-std::string UrlEncode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(hex[c >> 4]);
-      out.push_back(hex[c & 15]);
-    }
-  }
-  return out;
-}
-
-bool Retryable(long status) {
-  return status == 429 || status >= 500;
-}
 
 }  // namespace
 
@@ -214,7 +179,7 @@ struct RegistryClient::Impl {
             url = ResolveLocation(url, loc);
             continue;
           }
-          if (Retryable(resp.status) && attempt < opts.retry.attempts) {
+          if (RetryableStatus(resp.status) && attempt < opts.retry.attempts) {
             auto wait = backoff;
             if (auto ra = resp.Header("retry-after"); !ra.empty()) {
               wait = std::chrono::milliseconds(std::min<long>(std::atol(ra.c_str()) * 1000, 30000));
@@ -449,6 +414,27 @@ uint64_t RegistryClient::BlobSize(const std::string& digest) {
       throw Error(ErrorCode::kUnavailable,
                   "blob " + digest + " from " + ep.url + ": no Content-Length");
     return static_cast<uint64_t>(std::stoull(len));
+  });
+}
+
+HttpRequest RegistryClient::PrepareBlobRequest(const std::string& digest) {
+  auto& im = *impl_;
+  labels::ParseDigest(digest, "blob digest");
+  return im.OverEndpoints(false, "blob " + digest, [&](const RegistryEndpoint& ep) {
+    std::string path = "/" + im.repo.path + "/blobs/" + digest;
+    auto resp = im.Send(ep, path, {}, "HEAD", nullptr, 60000);
+    if (resp.status != 200) StatusError("blob " + digest, ep.url, resp);
+    HttpRequest req;
+    req.url = ep.api_root + path;
+    req.tls = ep.tls;
+    req.headers = ep.headers;
+    req.connect_timeout_ms = im.opts.connect_timeout_ms;
+    req.low_speed_time_s = im.opts.low_speed_time_s;
+    auto t = im.tokens.find(HostOf(ep.url));
+    if (t != im.tokens.end() && t->second.expires > std::chrono::steady_clock::now()) {
+      req.headers.push_back(t->second.header);
+    }
+    return req;
   });
 }
 

@@ -73,6 +73,10 @@ class RegistryClient {
   // Accepts 206 with an exact Content-Range, or a 200 full body from which the range is cut.
   std::string ReadRange(const std::string& digest, uint64_t offset, uint64_t length);
   uint64_t BlobSize(const std::string& digest);
+  // A GET of the blob that a concurrent range reader can send itself (on MultiHttp): the URL on
+  // the first endpoint that answers a HEAD for it, with that endpoint's headers and current
+  // credentials. Calling it again after a 401 authenticates again.
+  HttpRequest PrepareBlobRequest(const std::string& digest);
 
  private:
   struct Impl;
