@@ -145,7 +145,9 @@ struct RegistryClient::Impl {
     std::string host = HostOf(ep.url);
     auto backoff = opts.retry.initial_backoff;
     for (int attempt = 1;; ++attempt) {
-      bool reauthed = false;
+      // An anonymous request's 401 is the challenge; a 401 to a request that carried a token
+      // (expired or revoked early) earns one renewal, no more.
+      bool challenged = false, renewed = false;
       if (on_attempt) on_attempt();
       try {
         std::string url = ep.api_root + path;
@@ -160,15 +162,18 @@ struct RegistryClient::Impl {
           req.low_speed_time_s = opts.low_speed_time_s;
           req.timeout_ms = timeout_ms;
           // Credentials go only to the endpoint's own host, never to a redirect target.
+          bool sent_token = false;
           if (HostOf(url) == host) {
             auto t = tokens.find(host);
             if (t != tokens.end() && t->second.expires > std::chrono::steady_clock::now()) {
               req.headers.push_back(t->second.header);
+              sent_token = true;
             }
           }
           HttpResponse resp = http.Perform(req, sink);
-          if (resp.status == 401 && !reauthed && HostOf(url) == host) {
-            reauthed = true;
+          bool& round = sent_token ? renewed : challenged;
+          if (resp.status == 401 && !round && HostOf(url) == host) {
+            round = true;
             tokens.erase(host);
             if (Authenticate(ep, resp)) continue;
             return resp;

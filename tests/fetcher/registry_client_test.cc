@@ -3,6 +3,8 @@
 // corrupted bytes (the blob is damaged in the registry's own storage).
 #include "fetcher/registry_client.h"
 
+#include "fetcher/range_fetcher.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "labels/descriptor.h"
 #include "tests/support/oci_image.h"
 #include "tests/support/registry.h"
+#include "tests/support/token_server.h"
 
 namespace lazysnap::fetcher {
 namespace {
@@ -238,6 +241,91 @@ TEST(RegistryClientAuth, BasicAuthWithHtpasswd) {
   RegistryClient c(ref, o);
   EXPECT_EQ(c.Resolve(ref).manifest.layers.size(), 2u);
   EXPECT_GT(c.FetchBlobToString(r.manifest.layers[1].digest).size(), 1000u);
+}
+
+// Bearer tokens from a real token server (JWT, RS256, x5c) that docker-registry verifies.
+TEST(RegistryClientAuth, BearerTokensFromATokenServer) {
+  testing::TokenServerOptions to;
+  to.users = {{"alice", "s3cret"}};
+  testing::TokenServer tokens(to);
+  testing::RegistryOptions ro;
+  ro.token_realm = tokens.realm();
+  ro.token_service = tokens.service();
+  ro.token_issuer = tokens.issuer();
+  ro.token_rootcert = tokens.cert_path();
+  Registry reg(ro);
+  BuildAndPush(reg.host(), "tok/app:v1",
+               {"--dest-tls-verify=false", "--dest-creds", "alice:s3cret"});
+  auto ref = labels::ParseReference(reg.host() + "/tok/app:v1");
+  RegistryOptions o;
+  o.plain_http = true;
+  o.retry.attempts = 1;
+  // Wrong password: the token server refuses, and the error says so.
+  o.credentials[reg.host()] = {"alice", "wrong"};
+  try {
+    RegistryClient(ref, o).Resolve(ref);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+    EXPECT_NE(std::string(e.what()).find("token server"), std::string::npos) << e.what();
+  }
+  o.credentials[reg.host()] = {"alice", "s3cret"};
+  RegistryClient c(ref, o);
+  int before = tokens.tokens_issued();
+  auto r = c.Resolve(ref);
+  ASSERT_EQ(r.manifest.layers.size(), 2u);
+  for (const auto& l : r.manifest.layers) EXPECT_EQ(c.FetchBlobToString(l.digest).size(), l.size);
+  EXPECT_EQ(c.ReadRange(r.manifest.layers[1].digest, 10, 100).size(), 100u);
+  EXPECT_EQ(tokens.tokens_issued() - before, 1) << "one token, reused until it expires";
+
+  // The range fetcher's concurrent requests carry the client's token.
+  TempDir d("tok-cache");
+  ChunkCacheOptions co;
+  co.dir = d / "cache";
+  co.chunk_size = 64 * 1024;
+  ChunkCache cache(co);
+  MultiHttp http(4);
+  RangeFetcherOptions fo;
+  fo.allow_unverified = true;
+  const auto& layer = r.manifest.layers[1];
+  RangeFetcher f(std::make_shared<RegistryClient>(ref, o), layer.digest, layer.size, cache, http,
+                 fo);
+  f.FetchAll();
+  EXPECT_TRUE(f.verified());
+  EXPECT_GT(f.Stats().requests, 0u);
+}
+
+TEST(RegistryClientAuth, ARejectedTokenIsRenewedOnceTransparently) {
+  testing::TokenServer tokens;  // anonymous pulls
+  testing::RegistryOptions ro;
+  ro.token_realm = tokens.realm();
+  ro.token_service = tokens.service();
+  ro.token_issuer = tokens.issuer();
+  ro.token_rootcert = tokens.cert_path();
+  Registry reg(ro);
+  BuildAndPush(reg.host(), "tok/app:v1", {"--dest-tls-verify=false"});
+  auto ref = labels::ParseReference(reg.host() + "/tok/app:v1");
+  RegistryOptions o;
+  o.plain_http = true;
+  o.retry.attempts = 1;
+  RegistryClient c(ref, o);
+  tokens.ExpireNextTokens(1);  // claims 300 s of life, but the registry rejects it
+  int before = tokens.tokens_issued();
+  auto r = c.Resolve(ref);
+  EXPECT_EQ(r.manifest.layers.size(), 2u);
+  EXPECT_EQ(tokens.tokens_issued() - before, 2) << "the stale token, then one renewal";
+  c.FetchBlobToString(r.manifest.layers[0].digest);
+  EXPECT_EQ(tokens.tokens_issued() - before, 2) << "the renewed token is reused";
+  // A token server that keeps handing out stale tokens: one renewal only, then a clear error.
+  tokens.ExpireNextTokens(100);
+  RegistryClient stale(ref, o);
+  try {
+    stale.Resolve(ref);
+    FAIL() << "resolved with rejected tokens";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+    EXPECT_NE(std::string(e.what()).find("401"), std::string::npos) << e.what();
+  }
 }
 
 TEST(RegistryClientTls, HttpsWithTestCa) {
