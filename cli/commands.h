@@ -7,6 +7,7 @@
 
 namespace lazysnap::cli {
 
+int RunCache(const std::vector<std::string>& args);
 int RunFetch(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);
 

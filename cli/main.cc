@@ -16,6 +16,7 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"cache", "show or prune the local chunk cache", lazysnap::cli::RunCache},
     {"fetch", "show an image's manifest, fetch a layer or a byte range of it",
      lazysnap::cli::RunFetch},
     {"version", "print the version", lazysnap::cli::RunVersion},
