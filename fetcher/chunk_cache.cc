@@ -680,6 +680,11 @@ void ChunkCache::AddFetchedBytes(uint64_t n) {
   impl_->session.bytes_fetched += n;
 }
 
+void ChunkCache::CountMisses(uint64_t n) {
+  std::lock_guard lock(impl_->mu);
+  impl_->session.misses += n;
+}
+
 ChunkCacheStats ChunkCache::Stats() const {
   auto& im = *impl_;
   std::lock_guard lock(im.mu);

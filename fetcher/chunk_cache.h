@@ -77,6 +77,7 @@ class ChunkCache {
   // Evicts least recently used chunks until at most `max_bytes` remain.
   void Prune(uint64_t max_bytes);
   void AddFetchedBytes(uint64_t n);
+  void CountMisses(uint64_t n);  // lookups a caller settled with Contains() alone
 
   ChunkCacheStats Stats() const;
   // Occupancy and persisted counters of a cache directory without taking it over (for

@@ -25,12 +25,15 @@ struct InFlight {
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
-  std::shared_ptr<const std::string> data;
+  std::shared_ptr<const std::string> data;  // shared with the other chunks of one response
+  size_t offset = 0, length = 0;
   std::exception_ptr error;
 
-  void Finish(std::shared_ptr<const std::string> d, std::exception_ptr e) {
+  void Finish(std::shared_ptr<const std::string> d, size_t off, size_t len, std::exception_ptr e) {
     std::lock_guard lock(mu);
     data = std::move(d);
+    offset = off;
+    length = len;
     error = e;
     done = true;
     cv.notify_all();
@@ -69,6 +72,7 @@ struct RangeFetcher::Impl {
   uint64_t nchunks = 0;
   std::vector<std::string> chunk_hex;
   std::atomic<bool> whole_verified{false};
+  uint64_t window = 16;  // chunks per FetchAll step
 
   std::mutex client_mu;  // the registry client and the prepared request
   std::optional<HttpRequest> base;
@@ -278,32 +282,41 @@ struct RangeFetcher::Impl {
         entries[k] = it->second;
       }
     }
-    auto finish = [&](uint64_t idx, std::shared_ptr<const std::string> d, std::exception_ptr e) {
+    auto finish = [&](uint64_t idx, std::shared_ptr<const std::string> d, size_t off, size_t len,
+                      std::exception_ptr e) {
       std::shared_ptr<InFlight> f = entries[idx - first];
       {
         std::lock_guard lock(mu);
         inflight.erase(idx);  // after the cache has it, so no one fetches it twice
       }
-      f->Finish(std::move(d), e);
+      f->Finish(std::move(d), off, len, e);
     };
     std::vector<uint64_t> unfinished = owned;
     try {
-      // Cache first, for every chunk this caller owns, in one io_uring batch.
-      std::vector<std::string> bufs(owned.size());
-      std::vector<ChunkCache::ChunkRead> reads(owned.size());
-      for (size_t k = 0; k < owned.size(); ++k) {
-        bufs[k].resize(ChunkLen(owned[k]));
-        reads[k] = {owned[k], bufs[k].data(), bufs[k].size(), false};
+      // Cache first, in one io_uring batch for every owned chunk the cache holds (buffers only
+      // for those: a cold window allocates nothing here).
+      std::vector<uint64_t> misses, present;
+      for (uint64_t idx : owned) {
+        (cache.Contains(digest, idx, need_verified) ? present : misses).push_back(idx);
+      }
+      cache.CountMisses(misses.size());
+      std::vector<std::string> bufs(present.size());
+      std::vector<ChunkCache::ChunkRead> reads(present.size());
+      for (size_t k = 0; k < present.size(); ++k) {
+        bufs[k].resize(ChunkLen(present[k]));
+        reads[k] = {present[k], bufs[k].data(), bufs[k].size(), false};
       }
       cache.Get(digest, reads, need_verified);
-      std::vector<uint64_t> misses;
-      for (size_t k = 0; k < owned.size(); ++k) {
+      for (size_t k = 0; k < present.size(); ++k) {
         if (reads[k].hit) {
-          finish(owned[k], std::make_shared<const std::string>(std::move(bufs[k])), nullptr);
+          size_t len = bufs[k].size();
+          finish(present[k], std::make_shared<const std::string>(std::move(bufs[k])), 0, len,
+                 nullptr);
         } else {
-          misses.push_back(owned[k]);
+          misses.push_back(present[k]);  // evicted in between
         }
       }
+      std::sort(misses.begin(), misses.end());
       unfinished = misses;
       {
         std::lock_guard lock(mu);
@@ -336,11 +349,9 @@ struct RangeFetcher::Impl {
           } catch (const Error&) {
             // A full cache disk must not fail reads: the bytes are served from memory.
           }
+          auto body = std::make_shared<const std::string>(std::move(r.body));
           for (uint64_t i = 0; i < r.count; ++i) {
-            finish(
-                r.first + i,
-                std::make_shared<const std::string>(r.body.substr(i * cs, ChunkLen(r.first + i))),
-                nullptr);
+            finish(r.first + i, body, i * cs, ChunkLen(r.first + i), nullptr);
           }
         }
         std::lock_guard lock(mu);
@@ -349,14 +360,15 @@ struct RangeFetcher::Impl {
     } catch (...) {
       auto e = std::current_exception();
       for (uint64_t idx : unfinished) {
-        if (!entries[idx - first]->done) finish(idx, nullptr, e);
+        if (!entries[idx - first]->done) finish(idx, nullptr, 0, 0, e);
       }
       throw;
     }
     for (size_t k = 0; k < n; ++k) {
       entries[k]->Wait();
       if (entries[k]->error) std::rethrow_exception(entries[k]->error);
-      use(first + k, *entries[k]->data);
+      const InFlight& f = *entries[k];
+      use(first + k, std::string_view(f.data->data() + f.offset, f.length));
     }
   }
 };
@@ -379,6 +391,8 @@ RangeFetcher::RangeFetcher(std::shared_ptr<RegistryClient> client, std::string d
     for (const auto& d : im.opts.chunk_digests) im.chunk_hex.push_back(BareHex(d));
   }
   if (im.opts.max_request_bytes < im.cs) im.opts.max_request_bytes = im.cs;
+  // FetchAll asks for four requests' worth at a time so they run in parallel.
+  im.window = std::max<uint64_t>(1, 4 * im.opts.max_request_bytes / im.cs);
 }
 
 RangeFetcher::~RangeFetcher() = default;
@@ -403,7 +417,7 @@ size_t RangeFetcher::Read(uint64_t offset, size_t len, char* out) {
   if (offset >= im.size || len == 0) return 0;
   len = static_cast<size_t>(std::min<uint64_t>(len, im.size - offset));
   uint64_t first = offset / im.cs, last = (offset + len - 1) / im.cs;
-  im.GetChunks(first, last, [&](uint64_t idx, const std::string& data) {
+  im.GetChunks(first, last, [&](uint64_t idx, std::string_view data) {
     uint64_t chunk_start = idx * static_cast<uint64_t>(im.cs);
     uint64_t from = std::max(offset, chunk_start);
     uint64_t to = std::min<uint64_t>(offset + len, chunk_start + data.size());
@@ -414,19 +428,18 @@ size_t RangeFetcher::Read(uint64_t offset, size_t len, char* out) {
 
 void RangeFetcher::FetchAll() {
   auto& im = *impl_;
-  if (im.Verified() && !im.chunk_hex.empty()) {
-    // Chunk digests verify every piece; fetching all of them verifies the blob.
-    for (uint64_t i = 0; i < im.nchunks; i += 16) {
-      im.GetChunks(i, std::min(im.nchunks, i + 16) - 1, [](uint64_t, const std::string&) {});
-    }
-    return;
-  }
   if (im.whole_verified) return;
+  // Windows of four parallel requests, hashed as they arrive. Fetching the next window while
+  // hashing this one was measured slower on 2 cores (the registry, curl and the hash compete
+  // for CPU, and the read-back costs a copy): bench/RESULTS.md.
+  const bool hash_whole = im.chunk_hex.empty();  // chunk digests verify every piece already
   Sha256 hash;
-  for (uint64_t i = 0; i < im.nchunks; i += 16) {
-    im.GetChunks(i, std::min(im.nchunks, i + 16) - 1,
-                 [&](uint64_t, const std::string& data) { hash.Update(data.data(), data.size()); });
+  for (uint64_t i = 0; i < im.nchunks; i += im.window) {
+    im.GetChunks(i, std::min(im.nchunks, i + im.window) - 1, [&](uint64_t, std::string_view data) {
+      if (hash_whole) hash.Update(data);
+    });
   }
+  if (!hash_whole) return;
   std::string actual = hash.FinishDigest();
   if (actual != im.digest) {
     im.cache.DropBlob(im.digest);

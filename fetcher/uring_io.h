@@ -1,6 +1,6 @@
-// Positional file I/O through one io_uring shared by every thread of a process component:
-// callers block only on their own requests while requests from all threads are in flight together,
-// and a batch of reads (all the chunks of one range) costs one submission.
+// Positional file I/O through io_uring for every thread of a process component (a ring per
+// concurrent caller): a batch of reads (all the chunks of one range) is one submission and one
+// wait, many requests in flight per caller.
 #pragma once
 
 #include <sys/types.h>
@@ -24,7 +24,7 @@ struct UringOp {
 
 class UringIo {
  public:
-  // `depth`: submission queue entries; more requests than that are submitted in rounds.
+  // `depth`: submission queue entries per ring; larger batches are submitted in rounds.
   explicit UringIo(unsigned depth = 256);
   ~UringIo();
   UringIo(const UringIo&) = delete;
