@@ -19,7 +19,7 @@ packages=(
   golang-github-containerd-containerd-dev
   # real peers for tests, benchmarks and the demo
   containerd runc docker-registry skopeo umoci busybox-static curl openssl apache2-utils
-  iproute2 procps psmisc util-linux e2fsprogs python3 bc debootstrap gnuplot-nox
+  iproute2 procps psmisc util-linux e2fsprogs python3 bc zstd debootstrap gnuplot-nox
   # erofs-utils 1.8 build dependencies
   dpkg-dev autoconf automake libtool liblz4-dev liblzma-dev uuid-dev libselinux1-dev libdeflate-dev
 )
