@@ -16,6 +16,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
+    {"build", "turn an OCI layer (tar, tar.gz, tar.zst) into an EROFS image",
+     lazysnap::cli::RunBuild},
     {"cache", "show or prune the local chunk cache", lazysnap::cli::RunCache},
     {"fetch", "show an image's manifest, fetch a layer or a byte range of it",
      lazysnap::cli::RunFetch},
