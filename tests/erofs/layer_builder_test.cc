@@ -269,6 +269,25 @@ TEST_F(LayerBuilderTest, ATarWithoutEndOfArchiveBlocksBuilds) {
   BuildMountCompare(Tar("noeof.tar.gz"), Tar("noeof.tar"), ImageMode::kIndexOnly);
 }
 
+// A rootfs-like layer of real files: busybox-static plus every file of installed packages
+// (coreutils, libc6, bash, dpkg), as a distribution's base layer would hold them.
+TEST_F(LayerBuilderTest, ARootfsOfInstalledPackagesEqualsTarExtraction) {
+  std::string list = dir_ / "files.txt";
+  // On a merged-/usr host bin, lib, ... are symlinks: list the real paths under usr/ only.
+  RunCommandOrThrow({"sh", "-c",
+                     "{ echo usr/bin/busybox; dpkg -L coreutils libc6 bash dpkg | sed 's|^/||' | "
+                     "sort -u | while read -r f; do case \"$f\" in bin/*|sbin/*|lib/*|lib32/*|"
+                     "lib64/*|libx32/*) continue;; esac; if [ -f \"/$f\" ] || [ -L \"/$f\" ]; "
+                     "then echo \"$f\"; fi; done; } > " +
+                         list});
+  std::string tar = dir_ / "rootfs.tar";
+  RunCommandOrThrow({"tar", "-cf", tar, "-C", "/", "--no-recursion", "-T", list, "--xattrs"},
+                    std::chrono::minutes(5));
+  RunCommandOrThrow({"sh", "-c", "gzip -1 -c " + tar + " > " + tar + ".gz"});
+  BuildMountCompare(tar + ".gz", tar, ImageMode::kFull);
+  BuildMountCompare(tar + ".gz", tar, ImageMode::kIndexOnly);
+}
+
 TEST_F(LayerBuilderTest, ImagesAreReproducible) {
   for (ImageMode mode : {ImageMode::kFull, ImageMode::kIndexOnly}) {
     std::string first;
