@@ -1,0 +1,214 @@
+#include "erofs/layer_builder.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <optional>
+#include <vector>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/process.h"
+#include "common/sha256.h"
+#include "common/temp_dir.h"
+#include "common/unique_fd.h"
+#include "erofs/tar_scanner.h"
+
+namespace lazysnap::erofs {
+namespace {
+
+std::string Tail(const std::string& s, size_t n = 2000) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
+
+// Blocks SIGPIPE for this thread while writing to the child, so a child that exits early shows
+// up as EPIPE instead of killing the process; a SIGPIPE raised meanwhile is consumed.
+class SigpipeGuard {
+ public:
+  SigpipeGuard() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SigpipeGuard() {
+    if (!was_pending_) {
+      struct timespec zero {};
+      while (sigtimedwait(&set_, nullptr, &zero) == SIGPIPE) {
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t set_, old_;
+  bool was_pending_ = false;
+};
+
+// Writes everything to the non-blocking pipe; false if the reader went away (EPIPE).
+bool WriteToChild(int fd, const uint8_t* data, size_t len, std::chrono::milliseconds stall) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, data, len);
+    if (n > 0) {
+      data += n;
+      len -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EPIPE) return false;
+    if (n < 0 && errno != EAGAIN) ThrowErrno("write to mkfs.erofs");
+    pollfd p{fd, POLLOUT, 0};
+    int rc = ::poll(&p, 1, static_cast<int>(stall.count()));
+    if (rc == 0)
+      throw Error(ErrorCode::kUnavailable, "mkfs.erofs stopped reading the layer for " +
+                                               std::to_string(stall.count()) + " ms");
+    if (rc < 0 && errno != EINTR) ThrowErrno("poll mkfs.erofs pipe");
+  }
+  return true;
+}
+
+class BlobWriter {
+ public:
+  explicit BlobWriter(const std::string& path) : path_(path) {
+    fd_.reset(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd_) ThrowErrno("create blob " + path);
+  }
+  void Write(const uint8_t* data, size_t len) {
+    while (len > 0) {
+      ssize_t n = ::write(fd_.get(), data, len);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        ThrowErrno("write blob " + path_);
+      }
+      data += n;
+      len -= static_cast<size_t>(n);
+    }
+  }
+  void Close() {
+    if (::fsync(fd_.get()) != 0) ThrowErrno("fsync blob " + path_);
+    fd_.reset();
+  }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+}  // namespace
+
+std::string DefaultMkfsPath() {
+  return LAZYSNAP_MKFS_EROFS;
+}
+
+BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions& opts) {
+  if (opts.mode == ImageMode::kIndexOnly && opts.blob_path.empty())
+    throw Error(ErrorCode::kInvalidArgument, "index-only build needs a blob path");
+  if (opts.mode == ImageMode::kIndexOnly && opts.compression != DataCompression::kNone)
+    throw Error(ErrorCode::kInvalidArgument, "index-only images cannot compress data");
+
+  TempDir tmp("lazysnap-mkfs");
+  const std::string partial = image_path + ".partial";
+  const std::string log = tmp / "mkfs.log";
+  std::vector<std::string> argv = {opts.mkfs_path.empty() ? DefaultMkfsPath() : opts.mkfs_path,
+                                   opts.mode == ImageMode::kFull ? "--tar=f" : "--tar=i",
+                                   "--aufs",
+                                   "-T0",
+                                   "--mkfs-time",
+                                   std::string("-U") + kImageUuid,
+                                   "-d1"};
+  if (opts.mode == ImageMode::kFull) argv.push_back("-b4096");
+  if (opts.compression == DataCompression::kLz4) argv.push_back("-zlz4hc");
+  if (opts.compression == DataCompression::kZstd) argv.push_back("-zzstd");
+  argv.push_back(partial);
+
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) ThrowErrno("pipe");
+  UniqueFd rd(p[0]), wr(p[1]);
+  ::fcntl(wr.get(), F_SETPIPE_SZ, 1 << 20);  // fewer wakeups; failure is harmless
+  SpawnOptions so;
+  so.stdin_path = "/proc/self/fd/" + std::to_string(rd.get());
+  so.stdout_path = log;
+  so.stderr_path = "=stdout";
+  ::unlink(partial.c_str());
+  Subprocess child = Subprocess::Spawn(argv, so);
+  rd.reset();
+  if (::fcntl(wr.get(), F_SETFL, O_NONBLOCK) != 0) ThrowErrno("fcntl O_NONBLOCK");
+
+  auto fail_cleanup = [&] { ::unlink(partial.c_str()); };
+  auto child_error = [&](const std::string& why) {
+    std::string out;
+    try {
+      out = ReadFile(log);
+    } catch (const Error&) {
+    }
+    fail_cleanup();
+    return Error(ErrorCode::kInvalidArgument,
+                 "mkfs.erofs rejected the layer (" + why + "): " + Tail(out));
+  };
+
+  BuildResult res;
+  Sha256 sha;
+  TarScanner scanner;
+  std::optional<BlobWriter> blob;
+  bool child_gone = false;
+  try {
+    SigpipeGuard sigpipe;
+    if (opts.mode == ImageMode::kIndexOnly) blob.emplace(opts.blob_path);
+    auto sink = [&](const uint8_t* data, size_t len) {
+      scanner.Feed(data, len);
+      sha.Update(data, len);
+      res.tar_size += len;
+      if (opts.observer) opts.observer(data, len);
+      if (blob) blob->Write(data, len);
+      if (!child_gone && !WriteToChild(wr.get(), data, len, opts.stall_timeout)) child_gone = true;
+    };
+    res.input_compression = DecodeLayer(fd, sink);
+    scanner.Finish();
+    if (!scanner.saw_end_marker() && !child_gone) {
+      // mkfs.erofs wants the end-of-archive blocks; the blob/digest keep the stream as it came.
+      static const uint8_t kEnd[1024] = {};
+      if (!WriteToChild(wr.get(), kEnd, sizeof(kEnd), opts.stall_timeout)) child_gone = true;
+    }
+    if (blob) blob->Close();
+  } catch (...) {
+    wr.reset();
+    child.Stop(std::chrono::seconds(2));
+    fail_cleanup();
+    if (blob) ::unlink(opts.blob_path.c_str());
+    throw;
+  }
+  wr.reset();
+  std::optional<int> rc = child.Wait(opts.stall_timeout);
+  if (!rc) {
+    child.Stop(std::chrono::seconds(2));
+    fail_cleanup();
+    throw Error(ErrorCode::kUnavailable, "mkfs.erofs did not finish in time");
+  }
+  if (*rc != 0 || child_gone) {
+    if (blob) ::unlink(opts.blob_path.c_str());
+    throw child_error("exit status " + std::to_string(*rc));
+  }
+  struct stat st;
+  if (::stat(partial.c_str(), &st) != 0) ThrowErrno("stat " + partial);
+  if (::rename(partial.c_str(), image_path.c_str()) != 0) ThrowErrno("rename to " + image_path);
+  res.image_size = static_cast<uint64_t>(st.st_size);
+  res.tar_digest = sha.FinishDigest();
+  res.entries = scanner.entries();
+  return res;
+}
+
+BuildResult BuildLayerFromFile(const std::string& layer_path, const std::string& image_path,
+                               const BuildOptions& opts) {
+  UniqueFd fd(::open(layer_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) ThrowErrno("open layer " + layer_path);
+  return BuildLayer(fd.get(), image_path, opts);
+}
+
+}  // namespace lazysnap::erofs

@@ -1,0 +1,67 @@
+// OCI layer (tar, tar+gzip, tar+zstd) -> EROFS image, full or index-only.
+//
+// Design: mkfs.erofs runs as a child fed through a pipe; decompression, validation (TarScanner)
+// and digesting happen here, in one pass over the stream, so a caller-supplied observer sees
+// every uncompressed tar byte (the lazy path records gzip checkpoints and the diff-id there).
+// Why a child rather than liberofs.a in-process: liberofs keeps its configuration and the image
+// being built in process-global state (g_sbi, cfg), so two builds could not run at once in the
+// daemon and a failed build could leave that state half-torn; a child is isolated and killable
+// on a stall. The pipe costs little: mkfs.erofs --tar=f on a 144 MB tar (busybox + /usr/share
+// docs) takes 0.32 s from a file, 0.60 s with its own --ungzip on the .gz, 0.92 s behind
+// `gzip -dc |`; the in-process zlib + pipe numbers are in bench/RESULTS.md (bench/erofs).
+//
+// Whiteouts: OCI ".wh.<name>" entries become overlayfs whiteouts (0:0 char devices) and
+// ".wh..wh..opq" an opaque directory (trusted.overlay.opaque=y): mkfs.erofs --aufs.
+// Reproducible: fixed UUID and build time (0, applied to the superblock only: files keep their
+// tar mtimes), data sorted by path, so the same layer yields the same image bytes.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "erofs/layer_decoder.h"
+
+namespace lazysnap::erofs {
+
+enum class ImageMode {
+  kFull,       // file data copied into the image
+  kIndexOnly,  // metadata only; file data are chunk references into the uncompressed tar
+};
+
+enum class DataCompression { kNone, kLz4, kZstd };  // full images only
+
+struct BuildOptions {
+  ImageMode mode = ImageMode::kFull;
+  DataCompression compression = DataCompression::kNone;
+  // Index-only: where to write the uncompressed tar (the image's blob device). Required.
+  std::string blob_path;
+  // Sees every uncompressed tar byte in stream order (before mkfs.erofs does).
+  ByteSink observer;
+  std::string mkfs_path;  // empty: the mkfs.erofs this build was configured with
+  // Abort (kill mkfs.erofs, throw kUnavailable) when it makes no progress for this long.
+  std::chrono::milliseconds stall_timeout = std::chrono::minutes(5);
+};
+
+struct BuildResult {
+  LayerCompression input_compression = LayerCompression::kNone;
+  uint64_t tar_size = 0;    // uncompressed tar bytes
+  std::string tar_digest;   // "sha256:<hex>" of the uncompressed tar (the OCI diff-id)
+  uint64_t entries = 0;     // tar entries (excluding PAX/GNU metadata records)
+  uint64_t image_size = 0;  // bytes of the EROFS image written
+};
+
+// Reads the layer from `fd` to EOF and writes the image to `image_path` (atomically: a partial
+// image never appears under that name). Throws Error: kInvalidArgument for a malformed layer,
+// kDataLoss for a truncated/corrupt one, kUnavailable on a stall.
+BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions& opts = {});
+BuildResult BuildLayerFromFile(const std::string& layer_path, const std::string& image_path,
+                               const BuildOptions& opts = {});
+
+// The fixed filesystem UUID every image gets.
+inline constexpr const char* kImageUuid = "6c617a79-736e-6170-2d65-726f66730001";
+
+std::string DefaultMkfsPath();
+
+}  // namespace lazysnap::erofs

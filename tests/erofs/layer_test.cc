@@ -1,0 +1,273 @@
+// Layer decoding, tar validation and image building (no mounts; see kernel_test.cc for those).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
+#include "common/temp_dir.h"
+#include "common/unique_fd.h"
+#include "erofs/layer_builder.h"
+#include "erofs/layer_decoder.h"
+#include "erofs/reader.h"
+#include "erofs/tar_scanner.h"
+#include "tests/erofs/tree.h"
+
+namespace lazysnap::erofs {
+namespace {
+
+using testing::Sh;
+
+std::string Decode(const std::string& data, LayerCompression* detected = nullptr) {
+  TempDir tmp("erofs-dec");
+  WriteFileAtomic(tmp / "in", data);
+  UniqueFd fd(::open((tmp / "in").c_str(), O_RDONLY));
+  std::string out;
+  LayerCompression c = DecodeLayer(fd.get(), [&](const uint8_t* p, size_t n) {
+    out.append(reinterpret_cast<const char*>(p), n);
+  });
+  if (detected) *detected = c;
+  return out;
+}
+
+std::string Gzip(const std::string& data) {
+  TempDir tmp("erofs-gz");
+  WriteFileAtomic(tmp / "f", data);
+  Sh("gzip -n " + tmp / "f");
+  return ReadFile(tmp / "f.gz");
+}
+
+ErrorCode CodeOf(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.code();
+  }
+  ADD_FAILURE() << "no lazysnap::Error thrown";
+  return ErrorCode::kInternal;
+}
+
+TEST(LayerDecoder, DetectsAndInflatesGzipZstdAndPlain) {
+  std::string data(300000, 'a');
+  for (size_t i = 0; i < data.size(); i += 7) data[i] = static_cast<char>(i * 31);
+  TempDir tmp("erofs-dec");
+  WriteFileAtomic(tmp / "d", data);
+  Sh("zstd -q -19 " + tmp / "d" + " -o " + tmp / "d.zst");
+  LayerCompression c;
+  EXPECT_EQ(Decode(data, &c), data);
+  EXPECT_EQ(c, LayerCompression::kNone);
+  EXPECT_EQ(Decode(Gzip(data), &c), data);
+  EXPECT_EQ(c, LayerCompression::kGzip);
+  EXPECT_EQ(Decode(ReadFile(tmp / "d.zst"), &c), data);
+  EXPECT_EQ(c, LayerCompression::kZstd);
+  // Concatenated gzip members (pigz, appended layers) are one stream.
+  EXPECT_EQ(Decode(Gzip("first;") + Gzip("second")), "first;second");
+  // Tiny inputs (shorter than the magic) are plain.
+  EXPECT_EQ(Decode("x"), "x");
+  EXPECT_EQ(Decode(""), "");
+}
+
+TEST(LayerDecoder, TruncatedOrCorruptStreamsAreDataLoss) {
+  std::string gz = Gzip(std::string(100000, 'z') + "tail");
+  EXPECT_EQ(CodeOf([&] { Decode(gz.substr(0, gz.size() - 9)); }), ErrorCode::kDataLoss);
+  EXPECT_EQ(CodeOf([&] { Decode(gz.substr(0, 12)); }), ErrorCode::kDataLoss);
+  std::string bad = gz;
+  bad[bad.size() - 6] ^= 0x55;  // CRC32 in the trailer
+  EXPECT_EQ(CodeOf([&] { Decode(bad); }), ErrorCode::kDataLoss);
+  bad = gz;
+  bad[10] = '\xff';  // first deflate block header: invalid block type
+  EXPECT_EQ(CodeOf([&] { Decode(bad); }), ErrorCode::kDataLoss);
+  std::string zst("\x28\xb5\x2f\xfd\x00\x00\x00\x00", 8);
+  EXPECT_EQ(CodeOf([&] { Decode(zst); }), ErrorCode::kDataLoss);
+}
+
+// ---- tar scanner ----
+
+// `size_field` (12 bytes, may be GNU base-256) overrides the octal size.
+std::string TarHeader(const std::string& name, char type, uint64_t size,
+                      const std::string& size_field = "") {
+  std::string h(512, '\0');
+  memcpy(h.data(), name.data(), std::min<size_t>(name.size(), 100));
+  memcpy(h.data() + 100, "0000644", 7);
+  memcpy(h.data() + 108, "0000000", 7);
+  memcpy(h.data() + 116, "0000000", 7);
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%011llo", static_cast<unsigned long long>(size));
+  std::string sf = size_field.empty() ? std::string(buf) : size_field;
+  memcpy(h.data() + 124, sf.data(), std::min<size_t>(sf.size(), 12));
+  memcpy(h.data() + 136, "14533147620", 11);
+  h[156] = type;
+  memcpy(h.data() + 257,
+         "ustar\0"
+         "00",
+         8);
+  memset(h.data() + 148, ' ', 8);
+  unsigned sum = 0;
+  for (unsigned char ch : h) sum += ch;
+  snprintf(buf, sizeof(buf), "%06o", sum);
+  memcpy(h.data() + 148, buf, 7);
+  return h;
+}
+
+std::string TarFile(const std::string& name, const std::string& data) {
+  std::string t = TarHeader(name, '0', data.size()) + data;
+  t.resize((t.size() + 511) / 512 * 512, '\0');
+  return t;
+}
+
+// Base-256 size field: 2^60 bytes.
+const std::string kHugeSize("\x80\0\0\0\x10\0\0\0\0\0\0\0", 12);
+
+void Scan(const std::string& tar) {
+  TarScanner s;
+  // Feed in odd pieces so headers straddle calls.
+  for (size_t pos = 0; pos < tar.size(); pos += 77)
+    s.Feed(reinterpret_cast<const uint8_t*>(tar.data()) + pos,
+           std::min<size_t>(77, tar.size() - pos));
+  s.Finish();
+}
+
+TEST(TarScanner, AcceptsWellFormedStreamsWithOrWithoutEndMarker) {
+  std::string t = TarFile("a", "hello") + TarFile("dir/b", std::string(1000, 'b'));
+  EXPECT_NO_THROW(Scan(t));
+  EXPECT_NO_THROW(Scan(t + std::string(1024, '\0')));
+  TarScanner s;
+  s.Feed(reinterpret_cast<const uint8_t*>(t.data()), t.size());
+  EXPECT_EQ(s.entries(), 2u);
+  EXPECT_FALSE(s.saw_end_marker());
+}
+
+TEST(TarScanner, RejectsHostileHeaders) {
+  EXPECT_EQ(CodeOf([] { Scan(TarFile("../evil", "x")); }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf([] { Scan(TarFile("a/../../evil", "x")); }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf([] { Scan(TarHeader("h", '1', 0).replace(157, 9, "../../etc", 9)); }),
+            ErrorCode::kInvalidArgument);  // checksum breaks too: either way invalid
+  std::string garbage(1024, 'G');
+  EXPECT_EQ(CodeOf([&] { Scan(garbage); }), ErrorCode::kInvalidArgument);
+  // An absurd (2^60 bytes) size is refused before any data is expected.
+  EXPECT_EQ(CodeOf([] { Scan(TarHeader("big", '0', 0, kHugeSize)); }), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(CodeOf([] { Scan(TarHeader("d", '5', 10) + std::string(512, 'x')); }),
+            ErrorCode::kInvalidArgument);
+  // Truncation: inside data, inside a header.
+  EXPECT_EQ(CodeOf([] { Scan(TarFile("a", std::string(2000, 'a')).substr(0, 1500)); }),
+            ErrorCode::kDataLoss);
+  EXPECT_EQ(CodeOf([] { Scan(TarFile("a", "x") + std::string(100, 'h')); }), ErrorCode::kDataLoss);
+  EXPECT_TRUE(EscapesRoot(".."));
+  EXPECT_FALSE(EscapesRoot("./a/..b/c.."));
+}
+
+// ---- builder ----
+
+class BuildTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir("erofs-build");
+    Sh("python3 " EROFS_TEST_DIR "/make_layer.py corpus " + *dir_ / "corpus.tar");
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string Corpus() { return *dir_ / "corpus.tar"; }
+  TempDir tmp_{"erofs-build-case"};
+  static TempDir* dir_;
+};
+TempDir* BuildTest::dir_ = nullptr;
+
+TEST_F(BuildTest, FullImageIsReproducibleAndObserverSeesTheTar) {
+  std::string tar = ReadFile(Corpus());
+  Sh("gzip -n -c " + Corpus() + " > " + tmp_ / "l.tar.gz");
+  Sha256 seen;
+  uint64_t seen_bytes = 0;
+  BuildOptions o;
+  o.observer = [&](const uint8_t* p, size_t n) {
+    seen.Update(p, n);
+    seen_bytes += n;
+  };
+  BuildResult a = BuildLayerFromFile(tmp_ / "l.tar.gz", tmp_ / "a.erofs", o);
+  EXPECT_EQ(a.input_compression, LayerCompression::kGzip);
+  EXPECT_EQ(a.tar_size, tar.size());
+  EXPECT_EQ(a.tar_digest, Sha256Digest(tar));
+  EXPECT_EQ(seen.FinishDigest(), a.tar_digest);
+  EXPECT_EQ(seen_bytes, tar.size());
+  EXPECT_GT(a.entries, 5000u);
+  EXPECT_FALSE(PathExists(tmp_ / "a.erofs.partial"));
+  BuildResult b = BuildLayerFromFile(Corpus(), tmp_ / "b.erofs");
+  EXPECT_EQ(b.input_compression, LayerCompression::kNone);
+  EXPECT_EQ(a.image_size, b.image_size);
+  EXPECT_TRUE(ReadFile(tmp_ / "a.erofs") == ReadFile(tmp_ / "b.erofs")) << "not reproducible";
+  Sh(std::string(FSCK_EROFS) + " " + tmp_ / "a.erofs");
+}
+
+TEST_F(BuildTest, CompressedImagesAreReproducible) {
+  for (auto c : {DataCompression::kLz4, DataCompression::kZstd}) {
+    BuildOptions o;
+    o.compression = c;
+    BuildLayerFromFile(Corpus(), tmp_ / "c1.erofs", o);
+    BuildLayerFromFile(Corpus(), tmp_ / "c2.erofs", o);
+    EXPECT_TRUE(ReadFile(tmp_ / "c1.erofs") == ReadFile(tmp_ / "c2.erofs"));
+    Sh(std::string(FSCK_EROFS) + " --extract " + tmp_ / "c1.erofs >/dev/null");
+  }
+}
+
+TEST_F(BuildTest, IndexOnlyWritesTheTarAsBlob) {
+  Sh("zstd -q -c " + Corpus() + " > " + tmp_ / "l.tar.zst");
+  BuildOptions o;
+  o.mode = ImageMode::kIndexOnly;
+  o.blob_path = tmp_ / "blob.tar";
+  BuildResult r = BuildLayerFromFile(tmp_ / "l.tar.zst", tmp_ / "i.erofs", o);
+  EXPECT_EQ(r.input_compression, LayerCompression::kZstd);
+  std::string blob = ReadFile(o.blob_path);
+  EXPECT_TRUE(blob == ReadFile(Corpus()));
+  EXPECT_EQ(r.tar_digest, Sha256Digest(blob));
+  EXPECT_LT(r.image_size, blob.size() / 4);  // metadata only
+  Sh(std::string(FSCK_EROFS) + " --device=" + o.blob_path + " " + tmp_ / "i.erofs >/dev/null");
+  BuildLayerFromFile(tmp_ / "l.tar.zst", tmp_ / "i2.erofs", o);
+  EXPECT_TRUE(ReadFile(tmp_ / "i.erofs") == ReadFile(tmp_ / "i2.erofs"));
+  // The reader maps a file to the tar bytes holding it.
+  auto reader = Reader::Open(std::make_shared<FileBlockSource>(tmp_ / "i.erofs"),
+                             {std::make_shared<FileBlockSource>(o.blob_path)});
+  ASSERT_EQ(reader->super().devices.size(), 1u);
+  uint64_t ino = reader->Lookup("/files/f65537");
+  auto ext = reader->MapRange(ino, 0, 1 << 20);
+  ASSERT_EQ(ext.size(), 1u);
+  EXPECT_EQ(ext[0].device, 1u);
+  EXPECT_EQ(ext[0].length, 65537u);
+  EXPECT_EQ(ext[0].offset % 512, 0u);
+  EXPECT_TRUE(blob.substr(ext[0].offset, 65537) == reader->Read(ino, 0, 1 << 20));
+  auto part = reader->MapRange(ino, 1000, 10);
+  ASSERT_EQ(part.size(), 1u);
+  EXPECT_EQ(part[0].offset, ext[0].offset + 1000);
+  EXPECT_EQ(part[0].length, 10u);
+}
+
+TEST_F(BuildTest, HostileLayersFailCleanly) {
+  std::string tar = ReadFile(Corpus());
+  auto build = [&](const std::string& data, ImageMode mode = ImageMode::kFull) {
+    WriteFileAtomic(tmp_ / "bad", data);
+    BuildOptions o;
+    o.mode = mode;
+    o.blob_path = tmp_ / "blob";
+    return CodeOf([&] { BuildLayerFromFile(tmp_ / "bad", tmp_ / "bad.erofs", o); });
+  };
+  std::string gz = Gzip(tar);
+  EXPECT_EQ(build(gz.substr(0, gz.size() / 2)), ErrorCode::kDataLoss);
+  EXPECT_EQ(build(gz.substr(0, gz.size() / 2), ImageMode::kIndexOnly), ErrorCode::kDataLoss);
+  EXPECT_EQ(build(tar.substr(0, 700000)), ErrorCode::kDataLoss);
+  EXPECT_EQ(build(std::string(4096, 'G')), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(build(TarFile("ok", "fine") + TarFile("../escape", "x")), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(build(TarHeader("huge", '0', 0, kHugeSize) + std::string(1024, '\0')),
+            ErrorCode::kInvalidArgument);
+  EXPECT_FALSE(PathExists(tmp_ / "bad.erofs"));
+  EXPECT_FALSE(PathExists(tmp_ / "bad.erofs.partial"));
+  EXPECT_FALSE(PathExists(tmp_ / "blob"));
+  // Index-only without a blob path is a caller error.
+  BuildOptions o;
+  o.mode = ImageMode::kIndexOnly;
+  EXPECT_EQ(CodeOf([&] { BuildLayerFromFile(Corpus(), tmp_ / "x.erofs", o); }),
+            ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lazysnap::erofs
