@@ -141,6 +141,17 @@ TEST_F(KernelTest, IndexOnlyImageMatchesTarExtract) {
 
 TEST_F(KernelTest, Lz4ImageMatchesTarExtract) {
   CheckLayer(Layer("corpus.tar"), ImageMode::kFull, DataCompression::kLz4, false);
+  // The userspace reader still reads the metadata, and refuses compressed data clearly.
+  auto r = Reader::Open(std::make_shared<FileBlockSource>(tmp_ / "img.erofs"));
+  uint64_t big = r->Lookup("/files/big");
+  EXPECT_EQ(r->GetAttr(big).size, 3u * 1024 * 1024 + 123 + (1 << 20));
+  try {
+    r->Read(big, 0, 4096);
+    ADD_FAILURE() << "compressed read did not throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+  }
+  EXPECT_EQ(r->ReadLink(r->Lookup("/links/sym")), "../files/f4096");
 }
 
 TEST_F(KernelTest, RootfsLayerMatchesAndRuns) {

@@ -4,7 +4,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -236,6 +238,24 @@ TEST_F(BuildTest, IndexOnlyWritesTheTarAsBlob) {
   EXPECT_EQ(ext[0].length, 65537u);
   EXPECT_EQ(ext[0].offset % 512, 0u);
   EXPECT_TRUE(blob.substr(ext[0].offset, 65537) == reader->Read(ino, 0, 1 << 20));
+  // One Reader, many threads (ASan/UBSan build): every thread must see the same bytes.
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (const char* path : {"/files/big", "/files/f4097", "/many/entry-00700", "/dup/file"}) {
+        uint64_t i = reader->Lookup(path);
+        Attr a = reader->GetAttr(i);
+        auto ext = reader->MapRange(i, 0, a.size);
+        std::string want;
+        for (const auto& e : ext) want += blob.substr(e.offset, e.length);
+        if (reader->Read(i, 0, a.size) != want || want.size() != a.size) ++mismatches;
+        if (t == 0 && std::string(path) == "/dup/file" && want != "second\n") ++mismatches;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
   auto part = reader->MapRange(ino, 1000, 10);
   ASSERT_EQ(part.size(), 1u);
   EXPECT_EQ(part[0].offset, ext[0].offset + 1000);
