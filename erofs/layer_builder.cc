@@ -161,13 +161,26 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
   try {
     SigpipeGuard sigpipe;
     if (opts.mode == ImageMode::kIndexOnly) blob.emplace(opts.blob_path);
+    bool ended = false;  // the end-of-archive blocks went out: mkfs.erofs gets nothing more
+    auto forward = [&](const uint8_t* data, size_t len) {
+      if (len && !child_gone && !WriteToChild(wr.get(), data, len, opts.stall_timeout))
+        child_gone = true;
+    };
     auto sink = [&](const uint8_t* data, size_t len) {
+      uint64_t start = scanner.offset();
       scanner.Feed(data, len);
       sha.Update(data, len);
       res.tar_size += len;
       if (opts.observer) opts.observer(data, len);
       if (blob) blob->Write(data, len);
-      if (!child_gone && !WriteToChild(wr.get(), data, len, opts.stall_timeout)) child_gone = true;
+      if (ended) return;
+      if (!scanner.saw_end_marker()) return forward(data, len);
+      // Whatever follows the first zero block was not validated, so mkfs.erofs must not see it:
+      // forward up to that block, then a second zero block, then nothing.
+      static const uint8_t kZeroBlock[512] = {};
+      forward(data, static_cast<size_t>(scanner.end_offset() - start));
+      forward(kZeroBlock, sizeof(kZeroBlock));
+      ended = true;
     };
     res.input_compression = DecodeLayer(fd, sink);
     scanner.Finish();

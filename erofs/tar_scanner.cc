@@ -115,6 +115,7 @@ void TarScanner::OnHeader() {
   static const uint8_t kZero[512] = {};
   if (memcmp(hdr_, kZero, sizeof(hdr_)) == 0) {
     state_ = State::kEnd;
+    end_offset_ = offset_;
     return;
   }
   uint64_t want = 0;

@@ -21,6 +21,9 @@ class TarScanner {
   void Finish() const;
 
   bool saw_end_marker() const { return state_ == State::kEnd; }
+  // Stream offset just past the first end-of-archive (zero) block; valid once saw_end_marker().
+  // Nothing after it is validated, so nothing after it may reach mkfs.erofs.
+  uint64_t end_offset() const { return end_offset_; }
   uint64_t entries() const { return entries_; }
   uint64_t offset() const { return offset_; }
 
@@ -50,6 +53,7 @@ class TarScanner {
   uint64_t entries_ = 0;
   uint64_t offset_ = 0;  // bytes consumed so far
   uint64_t header_offset_ = 0;
+  uint64_t end_offset_ = 0;
 };
 
 // True if `path` (a tar entry name) has a ".." component. Leading "/" and "./" are fine.

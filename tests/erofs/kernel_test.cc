@@ -154,6 +154,10 @@ TEST_F(KernelTest, Lz4ImageMatchesTarExtract) {
   EXPECT_EQ(r->ReadLink(r->Lookup("/links/sym")), "../files/f4096");
 }
 
+TEST_F(KernelTest, ZstdImageFromGzipLayerMatchesTarExtract) {
+  CheckLayer(Layer("corpus.tar.gz"), ImageMode::kFull, DataCompression::kZstd, false);
+}
+
 TEST_F(KernelTest, RootfsLayerMatchesAndRuns) {
   CheckLayer(Layer("rootfs.tar.gz"), ImageMode::kIndexOnly, DataCompression::kNone, true);
   std::string img = tmp_ / "rootfs.erofs";

@@ -279,6 +279,37 @@ TEST_F(BuildTest, HostileLayersFailCleanly) {
   EXPECT_EQ(build(TarFile("ok", "fine") + TarFile("../escape", "x")), ErrorCode::kInvalidArgument);
   EXPECT_EQ(build(TarHeader("huge", '0', 0, kHugeSize) + std::string(1024, '\0')),
             ErrorCode::kInvalidArgument);
+  // Nothing after the first end-of-archive block reaches mkfs.erofs (it was never validated),
+  // but the blob and the digest keep the stream as it came.
+  std::string trailer =
+      TarFile("ok", "fine") + std::string(512, '\0') + TarFile("../after-end", "x");
+  WriteFileAtomic(tmp_ / "trailer.tar", trailer);
+  BuildOptions io;
+  io.mode = ImageMode::kIndexOnly;
+  io.blob_path = tmp_ / "trailer.blob";
+  BuildResult tr = BuildLayerFromFile(tmp_ / "trailer.tar", tmp_ / "trailer.erofs", io);
+  EXPECT_EQ(tr.tar_digest, Sha256Digest(trailer));
+  EXPECT_TRUE(ReadFile(io.blob_path) == trailer);
+  auto rd = Reader::Open(std::make_shared<FileBlockSource>(tmp_ / "trailer.erofs"),
+                         {std::make_shared<FileBlockSource>(io.blob_path)});
+  std::vector<std::string> names;
+  for (const auto& e : rd->ReadDir(rd->root_ino())) names.push_back(e.name);
+  EXPECT_EQ(names, std::vector<std::string>{"ok"});
+  EXPECT_EQ(rd->Read(rd->Lookup("ok"), 0, 100), "fine");
+
+  // A child that dies at once (EPIPE, no SIGPIPE death) and one that never reads (stall).
+  BuildOptions dead;
+  dead.mkfs_path = "/bin/false";
+  EXPECT_EQ(CodeOf([&] { BuildLayerFromFile(Corpus(), tmp_ / "d.erofs", dead); }),
+            ErrorCode::kInvalidArgument);
+  WriteFileAtomic(tmp_ / "stuck.sh", "#!/bin/sh\nexec sleep 600\n", 0755);
+  BuildOptions stuck;
+  stuck.mkfs_path = tmp_ / "stuck.sh";
+  stuck.stall_timeout = std::chrono::milliseconds(500);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(CodeOf([&] { BuildLayerFromFile(Corpus(), tmp_ / "s.erofs", stuck); }),
+            ErrorCode::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
   EXPECT_FALSE(PathExists(tmp_ / "bad.erofs"));
   EXPECT_FALSE(PathExists(tmp_ / "bad.erofs.partial"));
   EXPECT_FALSE(PathExists(tmp_ / "blob"));
