@@ -354,53 +354,75 @@ std::string Reader::ReadData(const Inode& in, uint64_t offset, uint64_t len) con
 }
 
 template <typename Fn>
-void Reader::ForEachDirent(const Inode& dir, Fn&& fn) const {
+bool Reader::ForEachDirentInBlock(const Inode& dir, uint64_t block, Fn&& fn) const {
+  std::string blk = ReadData(dir, block * sb_.dir_block_size, sb_.dir_block_size);
+  const auto* b = reinterpret_cast<const uint8_t*>(blk.data());
+  size_t blen = blk.size();
+  if (blen < kDirentSize) Corrupt("directory block too short");
+  uint16_t first = Le16(b + 8);
+  if (first < kDirentSize || first % kDirentSize || first > blen) Corrupt("bad dirent table");
+  size_t count = first / kDirentSize;
+  for (size_t i = 0; i < count; ++i) {
+    const uint8_t* d = b + i * kDirentSize;
+    size_t nameoff = Le16(d + 8);
+    size_t nameend = i + 1 < count ? Le16(d + kDirentSize + 8) : blen;
+    if (nameoff < first || nameend > blen || nameend <= nameoff) Corrupt("bad dirent name offset");
+    size_t len = nameend - nameoff;
+    // The last name of a block runs to the block end, NUL-padded.
+    if (i + 1 == count) len = strnlen(reinterpret_cast<const char*>(b + nameoff), len);
+    if (len == 0 || len > 255) Corrupt("bad dirent name length");
+    std::string_view name(reinterpret_cast<const char*>(b + nameoff), len);
+    if (!fn(name, Le64(d), d[10])) return false;
+  }
+  return true;
+}
+
+uint64_t Reader::DirBlocks(const Inode& dir) const {
   if (!S_ISDIR(dir.attr.mode)) throw Error(ErrorCode::kInvalidArgument, "not a directory");
   if (dir.attr.size > kMaxDirSize) Corrupt("directory too large");
-  const uint64_t dbs = sb_.dir_block_size;
-  for (uint64_t off = 0; off < dir.attr.size; off += dbs) {
-    std::string blk = ReadData(dir, off, dbs);
-    const auto* b = reinterpret_cast<const uint8_t*>(blk.data());
-    size_t blen = blk.size();
-    if (blen < kDirentSize) Corrupt("directory block too short");
-    uint16_t first = Le16(b + 8);
-    if (first < kDirentSize || first % kDirentSize || first > blen) Corrupt("bad dirent table");
-    size_t count = first / kDirentSize;
-    for (size_t i = 0; i < count; ++i) {
-      const uint8_t* d = b + i * kDirentSize;
-      size_t nameoff = Le16(d + 8);
-      size_t nameend = i + 1 < count ? Le16(d + kDirentSize + 8) : blen;
-      if (nameoff < first || nameend > blen || nameend <= nameoff)
-        Corrupt("bad dirent name offset");
-      size_t len = nameend - nameoff;
-      if (i + 1 == count) len = strnlen(reinterpret_cast<const char*>(b + nameoff), len);
-      if (len == 0 || len > 255) Corrupt("bad dirent name length");
-      std::string_view name(reinterpret_cast<const char*>(b + nameoff), len);
-      if (!fn(name, Le64(d), d[10])) return;
-    }
-  }
+  return (dir.attr.size + sb_.dir_block_size - 1) / sb_.dir_block_size;
 }
 
 std::vector<DirEntry> Reader::ReadDir(uint64_t ino) const {
   std::vector<DirEntry> out;
   Inode dir = LoadInode(ino);
-  ForEachDirent(dir, [&](std::string_view name, uint64_t nid, uint8_t ft) {
-    if (name != "." && name != "..")
-      out.push_back(DirEntry{std::string(name), nid, ErofsFtToDt(ft)});
-    return true;
-  });
+  for (uint64_t blk = 0, n = DirBlocks(dir); blk < n; ++blk) {
+    ForEachDirentInBlock(dir, blk, [&](std::string_view name, uint64_t nid, uint8_t ft) {
+      if (name != "." && name != "..")
+        out.push_back(DirEntry{std::string(name), nid, ErofsFtToDt(ft)});
+      return true;
+    });
+  }
   return out;
 }
 
 std::optional<uint64_t> Reader::LookupChild(uint64_t dir_ino, const std::string& name) const {
-  std::optional<uint64_t> found;
   Inode dir = LoadInode(dir_ino);
-  ForEachDirent(dir, [&](std::string_view n, uint64_t nid, uint8_t) {
-    if (n == name) {
-      found = nid;
+  uint64_t n = DirBlocks(dir);
+  if (n == 0) return std::nullopt;
+  // Names are sorted (bytewise) across the whole directory, as the kernel relies on too: binary
+  // search the blocks by their first name, then scan the one block that can hold `name`.
+  auto first_name = [&](uint64_t blk) {
+    std::string first;
+    ForEachDirentInBlock(dir, blk, [&](std::string_view nm, uint64_t, uint8_t) {
+      first = nm;
       return false;
+    });
+    return first;
+  };
+  uint64_t lo = 0, hi = n - 1;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo + 1) / 2;
+    if (std::string_view(first_name(mid)) <= std::string_view(name)) {
+      lo = mid;
+    } else {
+      hi = mid - 1;
     }
-    return true;
+  }
+  std::optional<uint64_t> found;
+  ForEachDirentInBlock(dir, lo, [&](std::string_view nm, uint64_t nid, uint8_t) {
+    if (nm == name) found = nid;
+    return !found && nm < std::string_view(name);
   });
   return found;
 }

@@ -133,8 +133,11 @@ class Reader {
   std::vector<Extent> Map(const Inode& in, uint64_t offset, uint64_t len) const;
   std::string ReadData(const Inode& in, uint64_t offset, uint64_t len) const;
   std::vector<std::pair<std::string, std::string>> Xattrs(const Inode& in) const;
+  uint64_t DirBlocks(const Inode& dir) const;
+  // Calls fn(name, nid, file_type) per dirent of directory block `block` until it returns false;
+  // returns false if it did.
   template <typename Fn>
-  void ForEachDirent(const Inode& dir, Fn&& fn) const;
+  bool ForEachDirentInBlock(const Inode& dir, uint64_t block, Fn&& fn) const;
 
   std::shared_ptr<const BlockSource> meta_;
   std::vector<std::shared_ptr<const BlockSource>> devices_;

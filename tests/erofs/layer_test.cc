@@ -256,6 +256,16 @@ TEST_F(BuildTest, IndexOnlyWritesTheTarAsBlob) {
   }
   for (auto& th : threads) th.join();
   EXPECT_EQ(mismatches.load(), 0);
+  // Lookups in a many-block directory: present, absent before/between/after, and via files.
+  uint64_t many = reader->Lookup("/many");
+  EXPECT_GT(reader->GetAttr(many).size, 20u * reader->super().dir_block_size);
+  EXPECT_TRUE(reader->LookupChild(many, "entry-00000"));
+  EXPECT_TRUE(reader->LookupChild(many, "entry-04999"));
+  EXPECT_TRUE(reader->LookupChild(many, "entry-02500"));
+  for (const char* absent : {"a", "entry-0250", "entry-02500x", "entry-99999", "zzz", ".wh.x"})
+    EXPECT_FALSE(reader->LookupChild(many, absent)) << absent;
+  EXPECT_EQ(CodeOf([&] { reader->Lookup("/many/nope"); }), ErrorCode::kNotFound);
+  EXPECT_EQ(CodeOf([&] { reader->Lookup("/files/f0/below-a-file"); }), ErrorCode::kInvalidArgument);
   auto part = reader->MapRange(ino, 1000, 10);
   ASSERT_EQ(part.size(), 1u);
   EXPECT_EQ(part[0].offset, ext[0].offset + 1000);
