@@ -75,7 +75,7 @@ void ExpectReaderAgrees(const Reader& r, const std::map<std::string, Node>& kern
   }
 }
 
-class KernelTest : public ::testing::Test {
+class ErofsKernel : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
@@ -129,17 +129,17 @@ class KernelTest : public ::testing::Test {
   static TempDir* dir_;
   TempDir tmp_{"erofs-kernel-case"};
 };
-TempDir* KernelTest::dir_ = nullptr;
+TempDir* ErofsKernel::dir_ = nullptr;
 
-TEST_F(KernelTest, FullImageMatchesTarExtract) {
+TEST_F(ErofsKernel, FullImageMatchesTarExtract) {
   CheckLayer(Layer("corpus.tar.gz"), ImageMode::kFull, DataCompression::kNone, true);
 }
 
-TEST_F(KernelTest, IndexOnlyImageMatchesTarExtract) {
+TEST_F(ErofsKernel, IndexOnlyImageMatchesTarExtract) {
   CheckLayer(Layer("corpus.tar.gz"), ImageMode::kIndexOnly, DataCompression::kNone, true);
 }
 
-TEST_F(KernelTest, Lz4ImageMatchesTarExtract) {
+TEST_F(ErofsKernel, Lz4ImageMatchesTarExtract) {
   CheckLayer(Layer("corpus.tar"), ImageMode::kFull, DataCompression::kLz4, false);
   // The userspace reader still reads the metadata, and refuses compressed data clearly.
   auto r = Reader::Open(std::make_shared<FileBlockSource>(tmp_ / "img.erofs"));
@@ -154,11 +154,11 @@ TEST_F(KernelTest, Lz4ImageMatchesTarExtract) {
   EXPECT_EQ(r->ReadLink(r->Lookup("/links/sym")), "../files/f4096");
 }
 
-TEST_F(KernelTest, ZstdImageFromGzipLayerMatchesTarExtract) {
+TEST_F(ErofsKernel, ZstdImageFromGzipLayerMatchesTarExtract) {
   CheckLayer(Layer("corpus.tar.gz"), ImageMode::kFull, DataCompression::kZstd, false);
 }
 
-TEST_F(KernelTest, RootfsLayerMatchesAndRuns) {
+TEST_F(ErofsKernel, RootfsLayerMatchesAndRuns) {
   CheckLayer(Layer("rootfs.tar.gz"), ImageMode::kIndexOnly, DataCompression::kNone, true);
   std::string img = tmp_ / "rootfs.erofs";
   BuildLayerFromFile(Layer("rootfs.tar.gz"), img, {});
@@ -168,7 +168,7 @@ TEST_F(KernelTest, RootfsLayerMatchesAndRuns) {
             "hello from erofs\n");
 }
 
-TEST_F(KernelTest, WhiteoutsAndOpaqueDirsStackUnderOverlay) {
+TEST_F(ErofsKernel, WhiteoutsAndOpaqueDirsStackUnderOverlay) {
   // Lower as a full image, upper index-only: the two kinds must stack.
   BuildLayerFromFile(Layer("lower.tar"), tmp_ / "lower.erofs", {});
   BuildOptions o;

@@ -53,7 +53,7 @@ ErrorCode CodeOf(const std::function<void()>& fn) {
   return ErrorCode::kInternal;
 }
 
-TEST(LayerDecoder, DetectsAndInflatesGzipZstdAndPlain) {
+TEST(ErofsLayerDecoder, DetectsAndInflatesGzipZstdAndPlain) {
   std::string data(300000, 'a');
   for (size_t i = 0; i < data.size(); i += 7) data[i] = static_cast<char>(i * 31);
   TempDir tmp("erofs-dec");
@@ -73,7 +73,7 @@ TEST(LayerDecoder, DetectsAndInflatesGzipZstdAndPlain) {
   EXPECT_EQ(Decode(""), "");
 }
 
-TEST(LayerDecoder, TruncatedOrCorruptStreamsAreDataLoss) {
+TEST(ErofsLayerDecoder, TruncatedOrCorruptStreamsAreDataLoss) {
   std::string gz = Gzip(std::string(100000, 'z') + "tail");
   EXPECT_EQ(CodeOf([&] { Decode(gz.substr(0, gz.size() - 9)); }), ErrorCode::kDataLoss);
   EXPECT_EQ(CodeOf([&] { Decode(gz.substr(0, 12)); }), ErrorCode::kDataLoss);
@@ -133,7 +133,7 @@ void Scan(const std::string& tar) {
   s.Finish();
 }
 
-TEST(TarScanner, AcceptsWellFormedStreamsWithOrWithoutEndMarker) {
+TEST(ErofsTarScanner, AcceptsWellFormedStreamsWithOrWithoutEndMarker) {
   std::string t = TarFile("a", "hello") + TarFile("dir/b", std::string(1000, 'b'));
   EXPECT_NO_THROW(Scan(t));
   EXPECT_NO_THROW(Scan(t + std::string(1024, '\0')));
@@ -143,7 +143,7 @@ TEST(TarScanner, AcceptsWellFormedStreamsWithOrWithoutEndMarker) {
   EXPECT_FALSE(s.saw_end_marker());
 }
 
-TEST(TarScanner, RejectsHostileHeaders) {
+TEST(ErofsTarScanner, RejectsHostileHeaders) {
   EXPECT_EQ(CodeOf([] { Scan(TarFile("../evil", "x")); }), ErrorCode::kInvalidArgument);
   EXPECT_EQ(CodeOf([] { Scan(TarFile("a/../../evil", "x")); }), ErrorCode::kInvalidArgument);
   EXPECT_EQ(CodeOf([] { Scan(TarHeader("h", '1', 0).replace(157, 9, "../../etc", 9)); }),
@@ -164,7 +164,7 @@ TEST(TarScanner, RejectsHostileHeaders) {
 
 // ---- builder ----
 
-class BuildTest : public ::testing::Test {
+class ErofsBuild : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir("erofs-build");
@@ -175,9 +175,9 @@ class BuildTest : public ::testing::Test {
   TempDir tmp_{"erofs-build-case"};
   static TempDir* dir_;
 };
-TempDir* BuildTest::dir_ = nullptr;
+TempDir* ErofsBuild::dir_ = nullptr;
 
-TEST_F(BuildTest, FullImageIsReproducibleAndObserverSeesTheTar) {
+TEST_F(ErofsBuild, FullImageIsReproducibleAndObserverSeesTheTar) {
   std::string tar = ReadFile(Corpus());
   Sh("gzip -n -c " + Corpus() + " > " + tmp_ / "l.tar.gz");
   Sha256 seen;
@@ -202,7 +202,7 @@ TEST_F(BuildTest, FullImageIsReproducibleAndObserverSeesTheTar) {
   Sh(std::string(FSCK_EROFS) + " " + tmp_ / "a.erofs");
 }
 
-TEST_F(BuildTest, CompressedImagesAreReproducible) {
+TEST_F(ErofsBuild, CompressedImagesAreReproducible) {
   for (auto c : {DataCompression::kLz4, DataCompression::kZstd}) {
     BuildOptions o;
     o.compression = c;
@@ -213,7 +213,7 @@ TEST_F(BuildTest, CompressedImagesAreReproducible) {
   }
 }
 
-TEST_F(BuildTest, IndexOnlyWritesTheTarAsBlob) {
+TEST_F(ErofsBuild, IndexOnlyWritesTheTarAsBlob) {
   Sh("zstd -q -c " + Corpus() + " > " + tmp_ / "l.tar.zst");
   BuildOptions o;
   o.mode = ImageMode::kIndexOnly;
@@ -272,7 +272,7 @@ TEST_F(BuildTest, IndexOnlyWritesTheTarAsBlob) {
   EXPECT_EQ(part[0].length, 10u);
 }
 
-TEST_F(BuildTest, HostileLayersFailCleanly) {
+TEST_F(ErofsBuild, HostileLayersFailCleanly) {
   std::string tar = ReadFile(Corpus());
   auto build = [&](const std::string& data, ImageMode mode = ImageMode::kFull) {
     WriteFileAtomic(tmp_ / "bad", data);
