@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "erofs/zdata.h"
 
 namespace lazysnap::erofs {
 namespace {
@@ -22,6 +23,7 @@ constexpr unsigned kLayoutFlatPlain = 0, kLayoutCompressedFull = 1, kLayoutFlatI
                    kLayoutCompressed = 3, kLayoutChunkBased = 4;
 constexpr uint16_t kChunkFormatBlkbitsMask = 0x1f, kChunkFormatIndexes = 0x20;
 constexpr uint32_t kNullAddr = 0xffffffff;
+constexpr uint32_t kFeatureZeroPadding = 0x1;
 constexpr size_t kDirentSize = 12;
 constexpr uint64_t kMaxDirSize = 256ull << 20;     // refuse to parse larger directories
 constexpr uint64_t kMaxReadChunk = 1ull << 30;     // one Read() call
@@ -335,13 +337,21 @@ std::vector<Extent> Reader::Map(const Inode& in, uint64_t offset, uint64_t len) 
     case kLayoutCompressed:
       throw Error(ErrorCode::kFailedPrecondition,
                   "nid " + std::to_string(in.nid) +
-                      ": compressed files are not supported by the userspace EROFS reader");
+                      ": compressed files have no byte ranges to map (Read() decompresses them)");
   }
   return out;
 }
 
 std::string Reader::ReadData(const Inode& in, uint64_t offset, uint64_t len) const {
   if (len > kMaxReadChunk) len = kMaxReadChunk;
+  if (in.layout == kLayoutCompressed || in.layout == kLayoutCompressedFull) {
+    internal::ZContext ctx;
+    ctx.blkbits = blkbits_;
+    ctx.zero_padding = sb_.feature_incompat & kFeatureZeroPadding;
+    ctx.read = [this](uint64_t off, size_t n, void* buf) { ReadMeta(off, n, buf); };
+    internal::ZInode z{in.nid, in.tail(), in.attr.size, in.layout == kLayoutCompressedFull};
+    return internal::ReadCompressed(ctx, z, offset, len);
+  }
   std::vector<Extent> ext = Map(in, offset, len);
   uint64_t total = 0;
   for (const Extent& e : ext) total += e.length;

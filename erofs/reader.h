@@ -5,8 +5,10 @@
 // Supported: superblock + device table (extra blob devices), compact and extended inodes,
 // FLAT_PLAIN, FLAT_INLINE and CHUNK_BASED layouts (block maps and chunk indexes with device ids,
 // as mkfs.erofs --tar=i and --blobdev write them), directories, symlinks, inline and shared
-// xattrs. Compressed layouts (lz4/zstd full images) are reported as unsupported
-// (Error kFailedPrecondition); the kernel reads those.
+// xattrs, and compressed files (lz4/lz4hc and zstd; compacted and legacy indexes, big
+// pclusters; see zdata.h). Compressed files have no plain byte ranges, so MapRange refuses them
+// (Error kFailedPrecondition) while Read decompresses; ztailpacking, fragments, lzma/deflate and
+// long xattr name prefixes are refused the same way.
 //
 // Every offset and size taken from the image is bounds-checked; a corrupt image throws
 // Error(kDataLoss). The Reader holds no mutable state, so one instance serves any number of
