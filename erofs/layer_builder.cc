@@ -1,5 +1,6 @@
 #include "erofs/layer_builder.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -8,7 +9,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "common/error.h"
@@ -17,6 +20,7 @@
 #include "common/sha256.h"
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
+#include "erofs/reader.h"
 #include "erofs/tar_scanner.h"
 
 namespace lazysnap::erofs {
@@ -100,6 +104,53 @@ class BlobWriter {
   std::string path_;
   UniqueFd fd_;
 };
+
+// CRC-32C as EROFS uses it for the superblock: reflected, no final inversion.
+uint32_t Crc32c(uint32_t crc, const uint8_t* p, size_t len) {
+  while (len--) {
+    crc ^= *p++;
+    for (int i = 0; i < 8; ++i) crc = (crc >> 1) ^ ((crc & 1) ? 0x82F63B78u : 0);
+  }
+  return crc;
+}
+
+// mkfs.erofs gives directories that the tar only implies (the root when there is no "./" entry,
+// parents of deeper paths) mode 0777. tar -x and containerd's applier create them 0755, and a
+// world-writable container root would be a hole, so patch i_mode (le16 at byte 4 of both inode
+// forms; inodes carry no checksum) of every implied directory that mkfs left at 0777.
+void FixImpliedDirModes(const std::string& image, const std::set<std::string>& explicit_dirs) {
+  auto reader = Reader::Open(std::make_shared<FileBlockSource>(image));
+  const SuperInfo& sb = reader->super();
+  UniqueFd fd(::open(image.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd) ThrowErrno("open " + image);
+  std::vector<std::pair<uint64_t, std::string>> todo = {{reader->root_ino(), ""}};
+  while (!todo.empty()) {
+    auto [ino, path] = todo.back();
+    todo.pop_back();
+    Attr a = reader->GetAttr(ino);
+    if ((a.mode & 07777) == 0777 && !explicit_dirs.count(path)) {
+      uint64_t off = sb.meta_blkaddr * sb.block_size + ino * 32 + 4;
+      uint16_t mode = static_cast<uint16_t>(S_IFDIR | 0755);
+      uint8_t le[2] = {static_cast<uint8_t>(mode & 0xff), static_cast<uint8_t>(mode >> 8)};
+      if (::pwrite(fd.get(), le, 2, static_cast<off_t>(off)) != 2) ThrowErrno("patch " + image);
+    }
+    for (const DirEntry& e : reader->ReadDir(ino))
+      if (e.type == DT_DIR) todo.emplace_back(e.ino, path.empty() ? e.name : path + "/" + e.name);
+  }
+  // Inodes may share block 0 with the superblock, whose checksum covers the rest of that block.
+  constexpr uint32_t kSbChecksumFeature = 0x1;
+  if ((sb.feature_compat & kSbChecksumFeature) && sb.block_size > 1024) {
+    std::vector<uint8_t> blk(sb.block_size - 1024);
+    if (::pread(fd.get(), blk.data(), blk.size(), 1024) != static_cast<ssize_t>(blk.size()))
+      ThrowErrno("read superblock of " + image);
+    memset(blk.data() + 4, 0, 4);
+    uint32_t crc = Crc32c(~0u, blk.data(), blk.size());
+    uint8_t le[4] = {static_cast<uint8_t>(crc), static_cast<uint8_t>(crc >> 8),
+                     static_cast<uint8_t>(crc >> 16), static_cast<uint8_t>(crc >> 24)};
+    if (::pwrite(fd.get(), le, 4, 1024 + 4) != 4) ThrowErrno("patch checksum of " + image);
+  }
+  if (::fsync(fd.get()) != 0) ThrowErrno("fsync " + image);
+}
 
 }  // namespace
 
@@ -207,6 +258,13 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
   if (*rc != 0 || child_gone) {
     if (blob) ::unlink(opts.blob_path.c_str());
     throw child_error("exit status " + std::to_string(*rc));
+  }
+  try {
+    FixImpliedDirModes(partial, scanner.explicit_dirs());
+  } catch (...) {
+    fail_cleanup();
+    if (blob) ::unlink(opts.blob_path.c_str());
+    throw;
   }
   struct stat st;
   if (::stat(partial.c_str(), &st) != 0) ThrowErrno("stat " + partial);

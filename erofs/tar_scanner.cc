@@ -57,6 +57,22 @@ bool EscapesRoot(const std::string& path) {
   return false;
 }
 
+std::string NormalizePath(const std::string& path) {
+  std::string out;
+  size_t pos = 0;
+  while (pos <= path.size()) {
+    size_t slash = path.find('/', pos);
+    if (slash == std::string::npos) slash = path.size();
+    std::string_view comp(path.data() + pos, slash - pos);
+    if (!comp.empty() && comp != ".") {
+      if (!out.empty()) out += '/';
+      out += comp;
+    }
+    pos = slash + 1;
+  }
+  return out;
+}
+
 void TarScanner::Fail(const std::string& what) const {
   throw Error(ErrorCode::kInvalidArgument,
               "invalid tar layer at offset " + std::to_string(header_offset_) + ": " + what);
@@ -169,6 +185,8 @@ void TarScanner::OnHeader() {
     Fail("entry '" + name + "' has an absurd size (" + std::to_string(size) + " bytes)");
   if (HeaderOnlyType(type) && size != 0)
     Fail("entry '" + name + "' of type '" + std::string(1, type) + "' carries data");
+  if (type == '5' || ((type == '0' || type == 0) && name.back() == '/'))
+    explicit_dirs_.insert(NormalizePath(name));
   ++entries_;
   data_left_ = size;
   remaining_ = (size + 511) & ~uint64_t{511};

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <string>
 
 namespace lazysnap::erofs {
@@ -24,6 +25,9 @@ class TarScanner {
   // Stream offset just past the first end-of-archive (zero) block; valid once saw_end_marker().
   // Nothing after it is validated, so nothing after it may reach mkfs.erofs.
   uint64_t end_offset() const { return end_offset_; }
+  // Directories the layer declares itself (NormalizePath form; "" is the root). The others that
+  // the image will hold were implied by deeper paths.
+  const std::set<std::string>& explicit_dirs() const { return explicit_dirs_; }
   uint64_t entries() const { return entries_; }
   uint64_t offset() const { return offset_; }
 
@@ -54,7 +58,11 @@ class TarScanner {
   uint64_t offset_ = 0;  // bytes consumed so far
   uint64_t header_offset_ = 0;
   uint64_t end_offset_ = 0;
+  std::set<std::string> explicit_dirs_;
 };
+
+// "./a//b/" -> "a/b"; "/", "." and "./" -> "" (the root).
+std::string NormalizePath(const std::string& path);
 
 // True if `path` (a tar entry name) has a ".." component. Leading "/" and "./" are fine.
 bool EscapesRoot(const std::string& path);

@@ -202,6 +202,32 @@ TEST_F(ErofsKernel, CompressedLayoutsReadLikeTheKernel) {
   }
 }
 
+// Directories a layer only implies get 0755 like tar -x / containerd give them (mkfs.erofs
+// alone would make them, and the container root, 0777); declared ones keep their mode.
+TEST_F(ErofsKernel, ImpliedDirectoriesAre0755) {
+  std::string layer = tmp_ / "implicit.tar";
+  Sh("python3 " EROFS_TEST_DIR "/make_layer.py implicit " + layer);
+  for (ImageMode mode : {ImageMode::kFull, ImageMode::kIndexOnly}) {
+    BuildOptions o;
+    o.mode = mode;
+    o.blob_path = tmp_ / "implicit.blob";
+    BuildLayerFromFile(layer, tmp_ / "implicit.erofs", o);
+    Sh(std::string(FSCK_EROFS) + (mode == ImageMode::kIndexOnly ? " --device=" + o.blob_path : "") +
+       " " + tmp_ / "implicit.erofs >/dev/null");
+    MakeDirs(tmp_ / "mnt");
+    Mount m(tmp_ / "implicit.erofs", tmp_ / "mnt", "erofs",
+            mode == ImageMode::kIndexOnly ? "device=" + o.blob_path : "");
+    auto got = Snapshot(tmp_ / "mnt");
+    auto perm = [&](const std::string& p) { return got.at(p).mode & 07777; };
+    EXPECT_EQ(perm(""), 0755u);
+    EXPECT_EQ(perm("abs"), 0755u);
+    EXPECT_EQ(perm("explicit"), 0700u);
+    EXPECT_EQ(perm("explicit/sub"), 0755u);
+    EXPECT_EQ(perm("wide"), 0777u);
+    EXPECT_EQ(perm("abs/file"), 0644u);
+  }
+}
+
 TEST_F(ErofsKernel, RootfsLayerMatchesAndRuns) {
   CheckLayer(Layer("rootfs.tar.gz"), ImageMode::kIndexOnly, DataCompression::kNone, true);
   std::string img = tmp_ / "rootfs.erofs";

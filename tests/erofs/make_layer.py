@@ -4,7 +4,7 @@
 Entries are serialised one by one (TarInfo.tobuf) so a single archive can mix GNU and PAX
 headers, repeat a path, or stop without the end-of-archive blocks.
 
-usage: make_layer.py KIND OUT   KIND = corpus | lower | upper | rootfs
+usage: make_layer.py KIND OUT   KIND = corpus | lower | upper | rootfs | implicit
 """
 import io
 import os
@@ -172,5 +172,16 @@ def rootfs(out):
     w.close()
 
 
+def implicit(out):
+    """No "./" entry and parents only implied by deeper paths (common in real layers)."""
+    w = Writer(out)
+    w.add("abs/file", data=b"implied parent\n")
+    w.dir("explicit/", mode=0o700)
+    w.add("explicit/sub/file", data=b"x\n")
+    w.dir("wide/", mode=0o777)  # an explicit 0777 directory stays 0777
+    w.close()
+
+
 if __name__ == "__main__":
-    {"corpus": corpus, "lower": lower, "upper": upper, "rootfs": rootfs}[sys.argv[1]](sys.argv[2])
+    {"corpus": corpus, "lower": lower, "upper": upper, "rootfs": rootfs,
+     "implicit": implicit}[sys.argv[1]](sys.argv[2])
