@@ -218,21 +218,15 @@ int RunInspect(const std::vector<std::string>& args) {
       return 0;
     }
     if (!S_ISREG(a.mode)) return 0;
-    std::vector<erofs::Extent> extents;
-    try {
-      extents = r->MapRange(ino, 0, a.size);
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::kFailedPrecondition) throw;
-      std::printf("data ranges unavailable: %s\n", e.what());
-      return 0;
-    }
+    std::vector<erofs::Extent> extents = r->MapRange(ino, 0, a.size);
     std::printf("%zu range(s) needed to read %" PRIu64 " bytes:\n", extents.size(), a.size);
     for (const auto& e : extents) {
       if (e.hole) {
         std::printf("  file [%" PRIu64 ", +%" PRIu64 ")  hole (zeros)\n", e.file_offset, e.length);
       } else {
-        std::printf("  file [%" PRIu64 ", +%" PRIu64 ")  %s bytes [%" PRIu64 ", +%" PRIu64 ")\n",
-                    e.file_offset, e.length, DeviceName(*r, e.device).c_str(), e.offset, e.length);
+        std::printf("  file [%" PRIu64 ", +%" PRIu64 ")  %s bytes [%" PRIu64 ", +%" PRIu64 ")%s\n",
+                    e.file_offset, e.length, DeviceName(*r, e.device).c_str(), e.offset,
+                    e.device_length, e.compressed ? " compressed" : "");
       }
     }
     if (!devices.empty() || sb.devices.empty()) {

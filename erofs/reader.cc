@@ -252,6 +252,18 @@ Reader::Inode Reader::LoadInode(uint64_t nid) const {
   return in;
 }
 
+internal::ZContext Reader::ZCtx() const {
+  internal::ZContext ctx;
+  ctx.blkbits = blkbits_;
+  ctx.zero_padding = sb_.feature_incompat & kFeatureZeroPadding;
+  ctx.read = [this](uint64_t off, size_t n, void* buf) { ReadMeta(off, n, buf); };
+  return ctx;
+}
+
+internal::ZInode Reader::ZIn(const Inode& in) const {
+  return internal::ZInode{in.nid, in.tail(), in.attr.size, in.layout == kLayoutCompressedFull};
+}
+
 std::vector<Extent> Reader::Map(const Inode& in, uint64_t offset, uint64_t len) const {
   std::vector<Extent> out;
   const Attr& a = in.attr;
@@ -264,11 +276,12 @@ std::vector<Extent> Reader::Map(const Inode& in, uint64_t offset, uint64_t len) 
       if (l.hole == hole && l.file_offset + l.length == foff &&
           (hole || (l.device == dev && l.offset + l.length == doff))) {
         l.length += n;
+        if (!hole) l.device_length += n;
         return;
       }
     }
     if (out.size() >= kMaxExtentsPerCall) Corrupt("too many extents in one mapping");
-    out.push_back(Extent{foff, dev, hole ? 0 : doff, n, hole});
+    out.push_back(Extent{foff, dev, hole ? 0 : doff, n, hole, hole ? 0 : n, false});
   };
   switch (in.layout) {
     case kLayoutFlatPlain:
@@ -335,23 +348,17 @@ std::vector<Extent> Reader::Map(const Inode& in, uint64_t offset, uint64_t len) 
     }
     case kLayoutCompressedFull:
     case kLayoutCompressed:
-      throw Error(ErrorCode::kFailedPrecondition,
-                  "nid " + std::to_string(in.nid) +
-                      ": compressed files have no byte ranges to map (Read() decompresses them)");
+      for (const internal::ZExtent& z : internal::MapCompressed(ZCtx(), ZIn(in), offset, len))
+        out.push_back(Extent{z.la, 0, z.pa, z.llen, false, z.plen, true});
+      break;
   }
   return out;
 }
 
 std::string Reader::ReadData(const Inode& in, uint64_t offset, uint64_t len) const {
   if (len > kMaxReadChunk) len = kMaxReadChunk;
-  if (in.layout == kLayoutCompressed || in.layout == kLayoutCompressedFull) {
-    internal::ZContext ctx;
-    ctx.blkbits = blkbits_;
-    ctx.zero_padding = sb_.feature_incompat & kFeatureZeroPadding;
-    ctx.read = [this](uint64_t off, size_t n, void* buf) { ReadMeta(off, n, buf); };
-    internal::ZInode z{in.nid, in.tail(), in.attr.size, in.layout == kLayoutCompressedFull};
-    return internal::ReadCompressed(ctx, z, offset, len);
-  }
+  if (in.layout == kLayoutCompressed || in.layout == kLayoutCompressedFull)
+    return internal::ReadCompressed(ZCtx(), ZIn(in), offset, len);
   std::vector<Extent> ext = Map(in, offset, len);
   uint64_t total = 0;
   for (const Extent& e : ext) total += e.length;

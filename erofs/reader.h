@@ -6,9 +6,8 @@
 // FLAT_PLAIN, FLAT_INLINE and CHUNK_BASED layouts (block maps and chunk indexes with device ids,
 // as mkfs.erofs --tar=i and --blobdev write them), directories, symlinks, inline and shared
 // xattrs, and compressed files (lz4/lz4hc and zstd; compacted and legacy indexes, big
-// pclusters; see zdata.h). Compressed files have no plain byte ranges, so MapRange refuses them
-// (Error kFailedPrecondition) while Read decompresses; ztailpacking, fragments, lzma/deflate and
-// long xattr name prefixes are refused the same way.
+// pclusters; see zdata.h), which MapRange maps to their physical clusters. ztailpacking,
+// fragments, lzma/deflate and long xattr name prefixes are refused (Error kFailedPrecondition).
 //
 // Every offset and size taken from the image is bounds-checked; a corrupt image throws
 // Error(kDataLoss). The Reader holds no mutable state, so one instance serves any number of
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "erofs/zdata.h"
 
 namespace lazysnap::erofs {
 
@@ -73,13 +73,18 @@ struct DirEntry {
 };
 
 // One piece of a file range: `length` bytes of the file from `file_offset` live at `offset` on
-// device `device` (0 = the metadata image itself, k = extra device k, e.g. the tar blob).
+// device `device` (0 = the metadata image itself, k = extra device k, e.g. the tar blob), taking
+// `device_length` bytes there. Plain data: device_length == length. Compressed data: the device
+// bytes are one physical cluster that decodes to the whole extent [file_offset, +length), which
+// may start before and end after the range asked for.
 struct Extent {
   uint64_t file_offset = 0;
   uint32_t device = 0;
   uint64_t offset = 0;
   uint64_t length = 0;
   bool hole = false;  // reads as zeros, no device bytes needed
+  uint64_t device_length = 0;
+  bool compressed = false;
   bool operator==(const Extent&) const = default;
 };
 
@@ -120,7 +125,7 @@ class Reader {
   std::vector<std::string> ListXattrs(uint64_t ino) const;  // full names, e.g. "user.foo"
   std::optional<std::string> GetXattr(uint64_t ino, const std::string& name) const;
   // The blob bytes the file range [offset, offset+len) (clamped to the file size) needs, in file
-  // order, adjacent pieces merged.
+  // order, adjacent plain pieces merged.
   std::vector<Extent> MapRange(uint64_t ino, uint64_t offset, uint64_t len) const;
   // Reads up to `len` bytes (fewer at EOF).
   std::string Read(uint64_t ino, uint64_t offset, uint64_t len) const;
@@ -136,6 +141,8 @@ class Reader {
   std::string ReadData(const Inode& in, uint64_t offset, uint64_t len) const;
   std::vector<std::pair<std::string, std::string>> Xattrs(const Inode& in) const;
   uint64_t DirBlocks(const Inode& dir) const;
+  internal::ZContext ZCtx() const;
+  internal::ZInode ZIn(const Inode& in) const;
   // Calls fn(name, nid, file_type) per dirent of directory block `block` until it returns false;
   // returns false if it did.
   template <typename Fn>

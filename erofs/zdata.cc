@@ -331,6 +331,22 @@ std::string Decompress(const ZContext& ctx, const ZInode& in, const Mapper& m,
 
 }  // namespace
 
+std::vector<ZExtent> MapCompressed(const ZContext& ctx, const ZInode& inode, uint64_t offset,
+                                   uint64_t len) {
+  std::vector<ZExtent> out;
+  if (offset >= inode.size || len == 0) return out;
+  const uint64_t end = offset + std::min(len, inode.size - offset);
+  Mapper m(ctx, inode);
+  for (uint64_t pos = offset; pos < end;) {
+    Mapper::Extent e = m.MapAt(pos);
+    if (e.plen == 0 || e.plen > kMaxPcluster) Corrupt(inode, "bad physical cluster length");
+    if (out.size() >= (1u << 20)) Corrupt(inode, "too many extents in one mapping");
+    out.push_back(ZExtent{e.la, e.end - e.la, e.pa, e.plen});
+    pos = e.end;
+  }
+  return out;
+}
+
 std::string ReadCompressed(const ZContext& ctx, const ZInode& inode, uint64_t offset,
                            uint64_t len) {
   std::string out;

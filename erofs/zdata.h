@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace lazysnap::erofs::internal {
 
@@ -25,6 +26,15 @@ struct ZInode {
   uint64_t size = 0;
   bool legacy = false;  // EROFS_INODE_COMPRESSED_FULL (8-byte indexes) vs compacted
 };
+
+struct ZExtent {
+  uint64_t la = 0, llen = 0;  // logical (file) range the cluster decodes to
+  uint64_t pa = 0, plen = 0;  // physical cluster in the image
+};
+
+// The extents covering file bytes [offset, offset + len), clamped to the file size.
+std::vector<ZExtent> MapCompressed(const ZContext& ctx, const ZInode& inode, uint64_t offset,
+                                   uint64_t len);
 
 // File bytes [offset, offset + len), clamped to the file size.
 std::string ReadCompressed(const ZContext& ctx, const ZInode& inode, uint64_t offset, uint64_t len);
