@@ -19,8 +19,10 @@ constexpr uint16_t kAdviseCompacted2B = 0x1, kAdviseBigPcluster1 = 0x2, kAdviseB
 constexpr uint32_t kD0Cblkcnt = 1u << 11;
 constexpr unsigned kAlgLz4 = 0, kAlgZstd = 3;
 constexpr uint64_t kMaxPcluster = 1u << 20;  // Z_EROFS_PCLUSTER_MAX_SIZE
-// Largest decompressed prefix of one extent we materialise (bounds a hostile extent's cost).
-constexpr uint64_t kMaxExtentRead = 64u << 20;
+// Largest decompressed prefix of one extent we materialise (bounds a hostile extent's cost). A
+// legitimate extent decodes from at most a 1 MiB pcluster; lz4's ratio limit (~255:1) puts it
+// under 256 MiB.
+constexpr uint64_t kMaxExtentRead = 256u << 20;
 
 uint16_t Le16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] | p[1] << 8);
