@@ -233,7 +233,7 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
       forward(kZeroBlock, sizeof(kZeroBlock));
       ended = true;
     };
-    res.input_compression = DecodeLayer(fd, sink);
+    res.input_compression = DecodeLayer(fd, sink, opts.decode);
     scanner.Finish();
     if (!scanner.saw_end_marker() && !child_gone) {
       // mkfs.erofs wants the end-of-archive blocks; the blob/digest keep the stream as it came.

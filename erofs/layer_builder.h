@@ -41,6 +41,8 @@ struct BuildOptions {
   std::string blob_path;
   // Sees every uncompressed tar byte in stream order (before mkfs.erofs does).
   ByteSink observer;
+  // gzip layers: checkpoints for later random access into the compressed blob (same pass).
+  DecodeOptions decode;
   std::string mkfs_path;  // empty: the mkfs.erofs this build was configured with
   // Abort (kill mkfs.erofs, throw kUnavailable) when it makes no progress for this long.
   std::chrono::milliseconds stall_timeout = std::chrono::minutes(5);

@@ -4,6 +4,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -37,23 +38,34 @@ size_t ReadFull(int fd, uint8_t* buf, size_t len) {
   return got;
 }
 
-void DecodeGzip(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink& sink) {
+constexpr size_t kWindow = 32 * 1024;
+
+void DecodeGzip(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink& sink,
+                const DecodeOptions& opts) {
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 16) != Z_OK) throw Error(ErrorCode::kInternal, "inflateInit2 failed");
   std::unique_ptr<z_stream, void (*)(z_stream*)> guard(&zs, [](z_stream* z) { inflateEnd(z); });
   std::vector<uint8_t> out(kChunk);
   zs.next_in = in.data();
   zs.avail_in = static_cast<uInt>(in_len);
+  const bool checkpoints = opts.checkpoint_span && opts.on_checkpoint;
+  uint64_t in_base = 0;     // compressed offset of in[0]
+  size_t in_fill = in_len;  // valid bytes in `in`
+  uint64_t out_total = 0;   // uncompressed bytes produced so far
+  uint64_t last_cp = 0;
+  bool any_cp = false;
+  std::string window;  // the last <= 32 KiB of output (checkpoints only)
   bool eof = false;
   bool member_done = false;  // true between members: trailing bytes may start another member
   for (;;) {
     if (zs.avail_in == 0 && !eof) {
-      size_t n = ReadSome(fd, in.data(), in.size());
-      if (n == 0) {
+      in_base += in_fill;
+      in_fill = ReadSome(fd, in.data(), in.size());
+      if (in_fill == 0) {
         eof = true;
       } else {
         zs.next_in = in.data();
-        zs.avail_in = static_cast<uInt>(n);
+        zs.avail_in = static_cast<uInt>(in_fill);
       }
     }
     if (zs.avail_in == 0 && eof) {
@@ -67,9 +79,32 @@ void DecodeGzip(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink&
     }
     zs.next_out = out.data();
     zs.avail_out = static_cast<uInt>(out.size());
-    int rc = inflate(&zs, Z_NO_FLUSH);
+    // Z_BLOCK stops at deflate block boundaries, where checkpoints can be taken.
+    int rc = inflate(&zs, checkpoints ? Z_BLOCK : Z_NO_FLUSH);
     size_t produced = out.size() - zs.avail_out;
-    if (produced) sink(out.data(), produced);
+    if (produced) {
+      sink(out.data(), produced);
+      out_total += produced;
+      if (checkpoints) {
+        if (produced >= kWindow) {
+          window.assign(reinterpret_cast<const char*>(out.data()) + produced - kWindow, kWindow);
+        } else {
+          window.append(reinterpret_cast<const char*>(out.data()), produced);
+          if (window.size() > kWindow) window.erase(0, window.size() - kWindow);
+        }
+      }
+    }
+    if (checkpoints && rc == Z_OK && (zs.data_type & 128) && !(zs.data_type & 64) &&
+        (!any_cp || out_total - last_cp >= opts.checkpoint_span)) {
+      GzipCheckpoint cp;
+      cp.in = in_base + static_cast<uint64_t>(zs.next_in - in.data());
+      cp.bits = static_cast<uint8_t>(zs.data_type & 7);
+      cp.out = out_total;
+      cp.window = window;
+      opts.on_checkpoint(std::move(cp));
+      last_cp = out_total;
+      any_cp = true;
+    }
     if (rc == Z_STREAM_END) {
       member_done = true;
     } else if (rc == Z_BUF_ERROR) {
@@ -137,14 +172,14 @@ LayerCompression DetectLayerCompression(std::string_view head) {
   return LayerCompression::kNone;
 }
 
-LayerCompression DecodeLayer(int fd, const ByteSink& sink) {
+LayerCompression DecodeLayer(int fd, const ByteSink& sink, const DecodeOptions& opts) {
   std::vector<uint8_t> in(kChunk);
   size_t n = ReadFull(fd, in.data(), 4);
   LayerCompression c =
       DetectLayerCompression(std::string_view(reinterpret_cast<const char*>(in.data()), n));
   switch (c) {
     case LayerCompression::kGzip:
-      DecodeGzip(fd, in, n, sink);
+      DecodeGzip(fd, in, n, sink, opts);
       break;
     case LayerCompression::kZstd:
       DecodeZstd(fd, in, n, sink);
@@ -155,6 +190,65 @@ LayerCompression DecodeLayer(int fd, const ByteSink& sink) {
       break;
   }
   return c;
+}
+
+std::string InflateFromCheckpoint(const GzipCheckpoint& cp, const CompressedReader& read,
+                                  uint64_t offset, size_t len) {
+  if (offset < cp.out) throw Error(ErrorCode::kInvalidArgument, "offset before the checkpoint");
+  if (cp.window.size() > kWindow || cp.bits > 7)
+    throw Error(ErrorCode::kInvalidArgument, "malformed gzip checkpoint");
+  z_stream zs{};
+  // Raw deflate from the block boundary; members after this one are read with their gzip wrapper.
+  if (inflateInit2(&zs, -15) != Z_OK) throw Error(ErrorCode::kInternal, "inflateInit2 failed");
+  std::unique_ptr<z_stream, void (*)(z_stream*)> guard(&zs, [](z_stream* z) { inflateEnd(z); });
+  if (cp.bits) {
+    uint8_t prev;
+    if (cp.in == 0 || read(cp.in - 1, &prev, 1) != 1)
+      throw Error(ErrorCode::kDataLoss, "gzip checkpoint beyond the layer");
+    inflatePrime(&zs, cp.bits, prev >> (8 - cp.bits));
+  }
+  if (!cp.window.empty())
+    inflateSetDictionary(&zs, reinterpret_cast<const Bytef*>(cp.window.data()),
+                         static_cast<uInt>(cp.window.size()));
+  std::string result;
+  uint64_t skip = offset - cp.out;
+  std::vector<uint8_t> in(64 * 1024), out(kChunk);
+  uint64_t pos = cp.in;  // compressed offset of the next byte to read
+  bool raw = true;
+  while (result.size() < len) {
+    if (zs.avail_in == 0) {
+      size_t n = read(pos, in.data(), in.size());
+      if (n == 0) {
+        if (!raw && zs.total_in == 0) break;  // clean end after the last member
+        throw Error(ErrorCode::kDataLoss, "gzip layer is truncated after the checkpoint");
+      }
+      pos += n;
+      zs.next_in = in.data();
+      zs.avail_in = static_cast<uInt>(n);
+    }
+    zs.next_out = out.data();
+    zs.avail_out = static_cast<uInt>(out.size());
+    int rc = inflate(&zs, Z_NO_FLUSH);
+    size_t produced = out.size() - zs.avail_out;
+    size_t from = static_cast<size_t>(std::min<uint64_t>(skip, produced));
+    skip -= from;
+    result.append(reinterpret_cast<const char*>(out.data()) + from,
+                  std::min(produced - from, len - result.size()));
+    if (rc == Z_STREAM_END) {
+      // End of this member's deflate data: a raw stream leaves the 8-byte trailer unread.
+      uint64_t consumed = pos - zs.avail_in;
+      if (raw) consumed += 8;
+      pos = consumed;
+      zs.avail_in = 0;
+      raw = false;
+      if (inflateReset2(&zs, 15 + 16) != Z_OK)
+        throw Error(ErrorCode::kInternal, "inflateReset2 failed");
+    } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_in == 0)) {
+      throw Error(ErrorCode::kDataLoss,
+                  std::string("gzip layer is corrupt: ") + (zs.msg ? zs.msg : "inflate error"));
+    }
+  }
+  return result;
 }
 
 }  // namespace lazysnap::erofs

@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -85,6 +86,69 @@ TEST(ErofsLayerDecoder, TruncatedOrCorruptStreamsAreDataLoss) {
   EXPECT_EQ(CodeOf([&] { Decode(bad); }), ErrorCode::kDataLoss);
   std::string zst("\x28\xb5\x2f\xfd\x00\x00\x00\x00", 8);
   EXPECT_EQ(CodeOf([&] { Decode(zst); }), ErrorCode::kDataLoss);
+}
+
+// Checkpoints recorded while decoding let any uncompressed range be inflated from the nearest
+// one, across gzip member boundaries too.
+TEST(ErofsLayerDecoder, GzipCheckpointsGiveRandomAccess) {
+  std::string data;
+  std::mt19937 rng(42);
+  while (data.size() < 3 * 1024 * 1024) {
+    if (rng() % 2) {
+      for (int i = 0; i < 5000; ++i) data.push_back(static_cast<char>(rng()));
+    } else {
+      data += "line " + std::to_string(rng() % 1000) + " of some very compressible text\n";
+    }
+  }
+  const size_t third = data.size() / 3;
+  const std::string single = Gzip(data);
+  const std::string multi =
+      Gzip(data.substr(0, third)) + Gzip(data.substr(third, third)) + Gzip(data.substr(2 * third));
+  for (const std::string* gz : {&single, &multi}) {
+    TempDir tmp("erofs-cp");
+    WriteFileAtomic(tmp / "l.gz", *gz);
+    UniqueFd fd(::open((tmp / "l.gz").c_str(), O_RDONLY));
+    std::vector<GzipCheckpoint> cps;
+    DecodeOptions o;
+    o.checkpoint_span = 256 * 1024;
+    o.on_checkpoint = [&](GzipCheckpoint&& cp) { cps.push_back(std::move(cp)); };
+    std::string out;
+    DecodeLayer(
+        fd.get(),
+        [&](const uint8_t* p, size_t n) { out.append(reinterpret_cast<const char*>(p), n); }, o);
+    ASSERT_TRUE(out == data);
+    ASSERT_GE(cps.size(), data.size() / o.checkpoint_span - 1);
+    EXPECT_EQ(cps[0].out, 0u);
+    CompressedReader reader = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+      if (off >= gz->size()) return 0;
+      size_t n = std::min<size_t>(len, gz->size() - off);
+      memcpy(buf, gz->data() + off, n);
+      return n;
+    };
+    std::vector<std::pair<uint64_t, size_t>> reads = {{0, 100},           {1, 1},
+                                                      {third - 5, 10},    {third, 300000},
+                                                      {2 * third - 1, 2}, {data.size() - 10, 100}};
+    for (int i = 0; i < 40; ++i) reads.emplace_back(rng() % data.size(), 1 + rng() % 70000);
+    for (auto [off, len] : reads) {
+      const GzipCheckpoint* best = &cps[0];
+      for (const auto& cp : cps)
+        if (cp.out <= off) best = &cp;
+      EXPECT_TRUE(InflateFromCheckpoint(*best, reader, off, len) == data.substr(off, len))
+          << "offset " << off << " len " << len << " from checkpoint at " << best->out;
+    }
+    ASSERT_GT(cps.back().out, 0u);
+    EXPECT_EQ(CodeOf([&] { InflateFromCheckpoint(cps.back(), reader, 0, 1); }),
+              ErrorCode::kInvalidArgument);
+    // A blob cut short after the checkpoint is data loss, not a short read.
+    CompressedReader cut = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+      uint64_t limit = cps[1].in + 1000;
+      size_t n = off >= limit ? 0 : std::min<size_t>(len, limit - off);
+      memcpy(buf, gz->data() + off, n);
+      return n;
+    };
+    EXPECT_EQ(CodeOf([&] { InflateFromCheckpoint(cps[1], cut, cps[1].out, 1 << 20); }),
+              ErrorCode::kDataLoss);
+  }
 }
 
 // ---- tar scanner ----
@@ -187,7 +251,21 @@ TEST_F(ErofsBuild, FullImageIsReproducibleAndObserverSeesTheTar) {
     seen.Update(p, n);
     seen_bytes += n;
   };
+  std::vector<GzipCheckpoint> cps;
+  o.decode.checkpoint_span = 1 << 20;
+  o.decode.on_checkpoint = [&](GzipCheckpoint&& cp) { cps.push_back(std::move(cp)); };
   BuildResult a = BuildLayerFromFile(tmp_ / "l.tar.gz", tmp_ / "a.erofs", o);
+  // The same pass left checkpoints that reach into the tar without inflating from the start.
+  ASSERT_GE(cps.size(), 3u);
+  std::string gz = ReadFile(tmp_ / "l.tar.gz");
+  CompressedReader rd = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+    size_t n = off >= gz.size() ? 0 : std::min<size_t>(len, gz.size() - off);
+    memcpy(buf, gz.data() + off, n);
+    return n;
+  };
+  const GzipCheckpoint& cp = cps[cps.size() / 2];
+  EXPECT_TRUE(InflateFromCheckpoint(cp, rd, cp.out + 12345, 4096) ==
+              tar.substr(cp.out + 12345, 4096));
   EXPECT_EQ(a.input_compression, LayerCompression::kGzip);
   EXPECT_EQ(a.tar_size, tar.size());
   EXPECT_EQ(a.tar_digest, Sha256Digest(tar));

@@ -1,12 +1,16 @@
 // libFuzzer entry for the layer input path: the bytes are a layer (tar, tar.gz or tar.zst, as
 // sniffed), decoded by DecodeLayer and validated by TarScanner exactly as BuildLayer does before
 // mkfs.erofs sees anything. Every failure must be a lazysnap::Error; decompression must stay
-// bounded (zstd window limit) and never hang.
+// bounded (zstd window limit) and never hang; every gzip checkpoint must reproduce the bytes
+// after it.
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
