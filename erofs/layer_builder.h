@@ -14,6 +14,11 @@
 //
 // Whiteouts: OCI ".wh.<name>" entries become overlayfs whiteouts (0:0 char devices) and
 // ".wh..wh..opq" an opaque directory (trusted.overlay.opaque=y): mkfs.erofs --aufs.
+// Directories the layer only implies (no entry of their own, e.g. the root without "./") get
+// 0755, root:root, mtime 0. Known limit of one image per layer under overlayfs: such a directory
+// in an upper layer masks the attributes of the same directory in lower layers (containerd's
+// applier would keep the lower ones); layer tars from docker/buildkit list their parents, so this
+// mostly concerns the root.
 // Reproducible: fixed UUID and build time (0, applied to the superblock only: files keep their
 // tar mtimes), data sorted by path, so the same layer yields the same image bytes.
 #pragma once
