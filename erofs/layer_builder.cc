@@ -152,6 +152,15 @@ void FixImpliedDirModes(const std::string& image, const std::set<std::string>& e
   if (::fsync(fd.get()) != 0) ThrowErrno("fsync " + image);
 }
 
+// Renames `from` over `to` and makes the rename durable (fsync of the directory).
+void Publish(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) != 0) ThrowErrno("rename " + from + " to " + to);
+  size_t slash = to.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : to.substr(0, slash));
+  UniqueFd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d || ::fsync(d.get()) != 0) ThrowErrno("fsync directory " + dir);
+}
+
 }  // namespace
 
 std::string DefaultMkfsPath() {
@@ -166,6 +175,7 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
 
   TempDir tmp("lazysnap-mkfs");
   const std::string partial = image_path + ".partial";
+  const std::string blob_partial = opts.blob_path + ".partial";
   const std::string log = tmp / "mkfs.log";
   std::vector<std::string> argv = {opts.mkfs_path.empty() ? DefaultMkfsPath() : opts.mkfs_path,
                                    opts.mode == ImageMode::kFull ? "--tar=f" : "--tar=i",
@@ -211,7 +221,7 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
   bool child_gone = false;
   try {
     SigpipeGuard sigpipe;
-    if (opts.mode == ImageMode::kIndexOnly) blob.emplace(opts.blob_path);
+    if (opts.mode == ImageMode::kIndexOnly) blob.emplace(blob_partial);
     bool ended = false;  // the end-of-archive blocks went out: mkfs.erofs gets nothing more
     auto forward = [&](const uint8_t* data, size_t len) {
       if (len && !child_gone && !WriteToChild(wr.get(), data, len, opts.stall_timeout))
@@ -245,7 +255,7 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
     wr.reset();
     child.Stop(std::chrono::seconds(2));
     fail_cleanup();
-    if (blob) ::unlink(opts.blob_path.c_str());
+    if (blob) ::unlink(blob_partial.c_str());
     throw;
   }
   wr.reset();
@@ -253,23 +263,26 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
   if (!rc) {
     child.Stop(std::chrono::seconds(2));
     fail_cleanup();
+    if (blob) ::unlink(blob_partial.c_str());
     throw Error(ErrorCode::kUnavailable, "mkfs.erofs did not finish in time");
   }
   if (*rc != 0 || child_gone) {
-    if (blob) ::unlink(opts.blob_path.c_str());
+    if (blob) ::unlink(blob_partial.c_str());
     throw child_error("exit status " + std::to_string(*rc));
   }
   try {
     FixImpliedDirModes(partial, scanner.explicit_dirs());
+    struct stat st;
+    if (::stat(partial.c_str(), &st) != 0) ThrowErrno("stat " + partial);
+    res.image_size = static_cast<uint64_t>(st.st_size);
+    // The blob first: an image never appears without the blob it refers to.
+    if (blob) Publish(blob_partial, opts.blob_path);
+    Publish(partial, image_path);
   } catch (...) {
     fail_cleanup();
-    if (blob) ::unlink(opts.blob_path.c_str());
+    if (blob) ::unlink(blob_partial.c_str());
     throw;
   }
-  struct stat st;
-  if (::stat(partial.c_str(), &st) != 0) ThrowErrno("stat " + partial);
-  if (::rename(partial.c_str(), image_path.c_str()) != 0) ThrowErrno("rename to " + image_path);
-  res.image_size = static_cast<uint64_t>(st.st_size);
   res.tar_digest = sha.FinishDigest();
   res.entries = scanner.entries();
   return res;

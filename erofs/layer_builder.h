@@ -61,9 +61,11 @@ struct BuildResult {
   uint64_t image_size = 0;  // bytes of the EROFS image written
 };
 
-// Reads the layer from `fd` to EOF and writes the image to `image_path` (atomically: a partial
-// image never appears under that name). Throws Error: kInvalidArgument for a malformed layer,
-// kDataLoss for a truncated/corrupt one, kUnavailable on a stall.
+// Reads the layer from `fd` to EOF and writes the image to `image_path` (atomically, via
+// "<path>.partial" + rename, blob before image: a partial image or blob never appears under its
+// name, and a failed build leaves an earlier image/blob of that name untouched). Throws Error:
+// kInvalidArgument for a malformed layer, kDataLoss for a truncated/corrupt one, kUnavailable on a
+// stall.
 BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions& opts = {});
 BuildResult BuildLayerFromFile(const std::string& layer_path, const std::string& image_path,
                                const BuildOptions& opts = {});

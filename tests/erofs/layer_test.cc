@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <atomic>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -350,6 +351,36 @@ TEST_F(ErofsBuild, IndexOnlyWritesTheTarAsBlob) {
   EXPECT_EQ(part[0].length, 10u);
 }
 
+// Builds share no state (mkfs.erofs runs as a child per build): run two at once, from two
+// threads, and get the same bytes as one at a time.
+TEST_F(ErofsBuild, ConcurrentBuildsAreIndependent) {
+  BuildOptions idx;
+  idx.mode = ImageMode::kIndexOnly;
+  idx.blob_path = tmp_ / "seq.blob";
+  BuildLayerFromFile(Corpus(), tmp_ / "seq-full.erofs");
+  BuildLayerFromFile(Corpus(), tmp_ / "seq-idx.erofs", idx);
+  BuildOptions idx2 = idx;
+  idx2.blob_path = tmp_ / "par.blob";
+  std::string errors;
+  std::mutex mu;
+  auto run = [&](const std::string& out, const BuildOptions& o) {
+    try {
+      BuildLayerFromFile(Corpus(), out, o);
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mu);
+      errors += e.what();
+    }
+  };
+  std::thread a(run, tmp_ / "par-full.erofs", BuildOptions{});
+  std::thread b(run, tmp_ / "par-idx.erofs", idx2);
+  a.join();
+  b.join();
+  EXPECT_EQ(errors, "");
+  EXPECT_TRUE(ReadFile(tmp_ / "par-full.erofs") == ReadFile(tmp_ / "seq-full.erofs"));
+  EXPECT_TRUE(ReadFile(tmp_ / "par-idx.erofs") == ReadFile(tmp_ / "seq-idx.erofs"));
+  EXPECT_TRUE(ReadFile(idx2.blob_path) == ReadFile(idx.blob_path));
+}
+
 TEST_F(ErofsBuild, HostileLayersFailCleanly) {
   std::string tar = ReadFile(Corpus());
   auto build = [&](const std::string& data, ImageMode mode = ImageMode::kFull) {
@@ -398,6 +429,20 @@ TEST_F(ErofsBuild, HostileLayersFailCleanly) {
   EXPECT_EQ(CodeOf([&] { BuildLayerFromFile(Corpus(), tmp_ / "s.erofs", stuck); }),
             ErrorCode::kUnavailable);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(20));
+  // A failed rebuild leaves the earlier good image and blob as they were.
+  {
+    BuildOptions o;
+    o.mode = ImageMode::kIndexOnly;
+    o.blob_path = tmp_ / "good.blob";
+    BuildLayerFromFile(Corpus(), tmp_ / "good.erofs", o);
+    std::string img = ReadFile(tmp_ / "good.erofs");
+    WriteFileAtomic(tmp_ / "trunc", tar.substr(0, 100000));
+    EXPECT_EQ(CodeOf([&] { BuildLayerFromFile(tmp_ / "trunc", tmp_ / "good.erofs", o); }),
+              ErrorCode::kDataLoss);
+    EXPECT_TRUE(ReadFile(tmp_ / "good.erofs") == img);
+    EXPECT_TRUE(ReadFile(o.blob_path) == tar);
+    EXPECT_FALSE(PathExists(o.blob_path + ".partial"));
+  }
   EXPECT_FALSE(PathExists(tmp_ / "bad.erofs"));
   EXPECT_FALSE(PathExists(tmp_ / "bad.erofs.partial"));
   EXPECT_FALSE(PathExists(tmp_ / "blob"));
