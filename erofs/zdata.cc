@@ -355,7 +355,7 @@ std::string ReadCompressed(const ZContext& ctx, const ZInode& inode, uint64_t of
   if (offset >= inode.size || len == 0) return out;
   const uint64_t end = offset + std::min(len, inode.size - offset);
   Mapper m(ctx, inode);
-  out.reserve(end - offset);
+  // No reserve(end - offset): a hostile size must not allocate before any extent is valid.
   uint64_t pos = offset;
   while (pos < end) {
     Mapper::Extent e = m.MapAt(pos);
