@@ -16,11 +16,13 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"build", "turn an OCI layer (tar, tar.gz, tar.zst) into an EROFS image",
+    {"build", "build an EROFS image (full or index-only) from an OCI layer tar[.gz|.zst]",
      lazysnap::cli::RunBuild},
     {"cache", "show or prune the local chunk cache", lazysnap::cli::RunCache},
     {"fetch", "show an image's manifest, fetch a layer or a byte range of it",
      lazysnap::cli::RunFetch},
+    {"inspect", "show an EROFS image's tree, or a file's attributes and blob ranges",
+     lazysnap::cli::RunInspect},
     {"version", "print the version", lazysnap::cli::RunVersion},
 };
 

@@ -58,34 +58,3 @@ TEST(CacheCommand, StatsWhileOwnedPruneAfterwards) {
 
 }  // namespace
 }  // namespace lazysnap::testing
-
-namespace lazysnap::testing {
-namespace {
-
-TEST(BuildCommand, FullAndIndexOnlyImagesPassFsck) {
-  TempDir d("clibuild");
-  MakeDirs(d / "src/etc");
-  WriteFileAtomic(d / "src/etc/msg", "hello from a layer\n");
-  RunCommandOrThrow({"tar", "-czf", d / "layer.tar.gz", "-C", d / "src", "."});
-  auto r = Cli({"build", "--tar", d / "layer.tar.gz", "-o", d / "full.erofs"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("gzip"), std::string::npos) << r.output;
-  EXPECT_EQ(RunCommand({LAZYSNAP_FSCK, d / "full.erofs"}).exit_code, 0);
-  r = Cli({"build", "--tar", d / "layer.tar.gz", "-o", d / "idx.erofs", "--index-only", "--blob",
-           d / "layer.tar"});
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("device="), std::string::npos) << r.output;
-  auto f = RunCommand({LAZYSNAP_FSCK, "--device=" + d / "layer.tar", d / "idx.erofs"});
-  EXPECT_EQ(f.exit_code, 0) << f.output;
-  EXPECT_EQ(Cli({"build", "--tar", d / "layer.tar.gz"}).exit_code, 2);
-  EXPECT_EQ(Cli({"build", "--tar", d / "layer.tar.gz", "-o", d / "x", "--index-only"}).exit_code,
-            2);
-  WriteFileAtomic(d / "junk.tar", std::string(2048, 'j'));
-  r = Cli({"build", "--tar", d / "junk.tar", "-o", d / "junk.erofs"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("mkfs.erofs failed"), std::string::npos) << r.output;
-  EXPECT_FALSE(PathExists(d / "junk.erofs"));
-}
-
-}  // namespace
-}  // namespace lazysnap::testing

@@ -1,0 +1,254 @@
+#include "erofs/layer_decoder.h"
+
+#include <unistd.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace lazysnap::erofs {
+namespace {
+
+constexpr size_t kChunk = 256 * 1024;
+
+// Reads up to `len` bytes, retrying short reads; returns 0 only at EOF.
+size_t ReadSome(int fd, uint8_t* buf, size_t len) {
+  for (;;) {
+    ssize_t n = ::read(fd, buf, len);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno != EINTR) ThrowErrno("read layer stream");
+  }
+}
+
+// Fills `buf` as far as the stream allows (so magic sniffing sees 4 bytes even from a pipe).
+size_t ReadFull(int fd, uint8_t* buf, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    size_t n = ReadSome(fd, buf + got, len - got);
+    if (n == 0) break;
+    got += n;
+  }
+  return got;
+}
+
+constexpr size_t kWindow = 32 * 1024;
+
+void DecodeGzip(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink& sink,
+                const DecodeOptions& opts) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 15 + 16) != Z_OK) throw Error(ErrorCode::kInternal, "inflateInit2 failed");
+  std::unique_ptr<z_stream, void (*)(z_stream*)> guard(&zs, [](z_stream* z) { inflateEnd(z); });
+  std::vector<uint8_t> out(kChunk);
+  zs.next_in = in.data();
+  zs.avail_in = static_cast<uInt>(in_len);
+  const bool checkpoints = opts.checkpoint_span && opts.on_checkpoint;
+  uint64_t in_base = 0;     // compressed offset of in[0]
+  size_t in_fill = in_len;  // valid bytes in `in`
+  uint64_t out_total = 0;   // uncompressed bytes produced so far
+  uint64_t last_cp = 0;
+  bool any_cp = false;
+  std::string window;  // the last <= 32 KiB of output (checkpoints only)
+  bool eof = false;
+  bool member_done = false;  // true between members: trailing bytes may start another member
+  for (;;) {
+    if (zs.avail_in == 0 && !eof) {
+      in_base += in_fill;
+      in_fill = ReadSome(fd, in.data(), in.size());
+      if (in_fill == 0) {
+        eof = true;
+      } else {
+        zs.next_in = in.data();
+        zs.avail_in = static_cast<uInt>(in_fill);
+      }
+    }
+    if (zs.avail_in == 0 && eof) {
+      if (member_done) return;
+      throw Error(ErrorCode::kDataLoss, "gzip layer is truncated (stream ends mid-member)");
+    }
+    if (member_done) {
+      // Another member follows (pigz and some registries write several).
+      if (inflateReset(&zs) != Z_OK) throw Error(ErrorCode::kInternal, "inflateReset failed");
+      member_done = false;
+    }
+    zs.next_out = out.data();
+    zs.avail_out = static_cast<uInt>(out.size());
+    // Z_BLOCK stops at deflate block boundaries, where checkpoints can be taken.
+    int rc = inflate(&zs, checkpoints ? Z_BLOCK : Z_NO_FLUSH);
+    size_t produced = out.size() - zs.avail_out;
+    if (produced) {
+      sink(out.data(), produced);
+      out_total += produced;
+      if (checkpoints) {
+        if (produced >= kWindow) {
+          window.assign(reinterpret_cast<const char*>(out.data()) + produced - kWindow, kWindow);
+        } else {
+          window.append(reinterpret_cast<const char*>(out.data()), produced);
+          if (window.size() > kWindow) window.erase(0, window.size() - kWindow);
+        }
+      }
+    }
+    if (checkpoints && rc == Z_OK && (zs.data_type & 128) && !(zs.data_type & 64) &&
+        (!any_cp || out_total - last_cp >= opts.checkpoint_span)) {
+      GzipCheckpoint cp;
+      cp.in = in_base + static_cast<uint64_t>(zs.next_in - in.data());
+      cp.bits = static_cast<uint8_t>(zs.data_type & 7);
+      cp.out = out_total;
+      cp.window = window;
+      opts.on_checkpoint(std::move(cp));
+      last_cp = out_total;
+      any_cp = true;
+    }
+    if (rc == Z_STREAM_END) {
+      member_done = true;
+    } else if (rc == Z_BUF_ERROR) {
+      if (zs.avail_in != 0 && produced == 0)
+        throw Error(ErrorCode::kDataLoss, "gzip layer: inflate made no progress");
+    } else if (rc != Z_OK) {
+      throw Error(ErrorCode::kDataLoss,
+                  std::string("gzip layer is corrupt: ") + (zs.msg ? zs.msg : "inflate error"));
+    }
+  }
+}
+
+void DecodeZstd(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink& sink) {
+  std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> ctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  if (!ctx) throw Error(ErrorCode::kResourceExhausted, "ZSTD_createDCtx failed");
+  // Bound the window so a hostile frame header cannot make us allocate gigabytes (128 MiB
+  // is zstd's --long=27 default; registries do not produce larger).
+  ZSTD_DCtx_setParameter(ctx.get(), ZSTD_d_windowLogMax, 27);
+  std::vector<uint8_t> out(ZSTD_DStreamOutSize());
+  ZSTD_inBuffer ib{in.data(), in_len, 0};
+  size_t last = 0;  // ZSTD_decompressStream's hint: 0 means a frame just ended
+  bool eof = false;
+  for (;;) {
+    if (ib.pos == ib.size && !eof) {
+      size_t n = ReadSome(fd, in.data(), in.size());
+      if (n == 0) {
+        eof = true;
+      } else {
+        ib = {in.data(), n, 0};
+      }
+    }
+    if (ib.pos == ib.size && eof) {
+      if (last == 0) return;
+      throw Error(ErrorCode::kDataLoss, "zstd layer is truncated (stream ends mid-frame)");
+    }
+    ZSTD_outBuffer ob{out.data(), out.size(), 0};
+    last = ZSTD_decompressStream(ctx.get(), &ob, &ib);
+    if (ZSTD_isError(last))
+      throw Error(ErrorCode::kDataLoss,
+                  std::string("zstd layer is corrupt: ") + ZSTD_getErrorName(last));
+    if (ob.pos) sink(out.data(), ob.pos);
+  }
+}
+
+}  // namespace
+
+const char* LayerCompressionName(LayerCompression c) {
+  switch (c) {
+    case LayerCompression::kGzip:
+      return "gzip";
+    case LayerCompression::kZstd:
+      return "zstd";
+    case LayerCompression::kNone:
+      break;
+  }
+  return "none";
+}
+
+LayerCompression DetectLayerCompression(std::string_view head) {
+  if (head.size() >= 2 && static_cast<uint8_t>(head[0]) == 0x1f &&
+      static_cast<uint8_t>(head[1]) == 0x8b)
+    return LayerCompression::kGzip;
+  if (head.size() >= 4 && head.substr(0, 4) == std::string_view("\x28\xb5\x2f\xfd", 4))
+    return LayerCompression::kZstd;
+  return LayerCompression::kNone;
+}
+
+LayerCompression DecodeLayer(int fd, const ByteSink& sink, const DecodeOptions& opts) {
+  std::vector<uint8_t> in(kChunk);
+  size_t n = ReadFull(fd, in.data(), 4);
+  LayerCompression c =
+      DetectLayerCompression(std::string_view(reinterpret_cast<const char*>(in.data()), n));
+  switch (c) {
+    case LayerCompression::kGzip:
+      DecodeGzip(fd, in, n, sink, opts);
+      break;
+    case LayerCompression::kZstd:
+      DecodeZstd(fd, in, n, sink);
+      break;
+    case LayerCompression::kNone:
+      if (n) sink(in.data(), n);
+      while ((n = ReadSome(fd, in.data(), in.size())) > 0) sink(in.data(), n);
+      break;
+  }
+  return c;
+}
+
+std::string InflateFromCheckpoint(const GzipCheckpoint& cp, const CompressedReader& read,
+                                  uint64_t offset, size_t len) {
+  if (offset < cp.out) throw Error(ErrorCode::kInvalidArgument, "offset before the checkpoint");
+  if (cp.window.size() > kWindow || cp.bits > 7)
+    throw Error(ErrorCode::kInvalidArgument, "malformed gzip checkpoint");
+  z_stream zs{};
+  // Raw deflate from the block boundary; members after this one are read with their gzip wrapper.
+  if (inflateInit2(&zs, -15) != Z_OK) throw Error(ErrorCode::kInternal, "inflateInit2 failed");
+  std::unique_ptr<z_stream, void (*)(z_stream*)> guard(&zs, [](z_stream* z) { inflateEnd(z); });
+  if (cp.bits) {
+    uint8_t prev;
+    if (cp.in == 0 || read(cp.in - 1, &prev, 1) != 1)
+      throw Error(ErrorCode::kDataLoss, "gzip checkpoint beyond the layer");
+    inflatePrime(&zs, cp.bits, prev >> (8 - cp.bits));
+  }
+  if (!cp.window.empty())
+    inflateSetDictionary(&zs, reinterpret_cast<const Bytef*>(cp.window.data()),
+                         static_cast<uInt>(cp.window.size()));
+  std::string result;
+  uint64_t skip = offset - cp.out;
+  std::vector<uint8_t> in(64 * 1024), out(kChunk);
+  uint64_t pos = cp.in;  // compressed offset of the next byte to read
+  bool raw = true;
+  while (result.size() < len) {
+    if (zs.avail_in == 0) {
+      size_t n = read(pos, in.data(), in.size());
+      if (n == 0) {
+        if (!raw && zs.total_in == 0) break;  // clean end after the last member
+        throw Error(ErrorCode::kDataLoss, "gzip layer is truncated after the checkpoint");
+      }
+      pos += n;
+      zs.next_in = in.data();
+      zs.avail_in = static_cast<uInt>(n);
+    }
+    zs.next_out = out.data();
+    zs.avail_out = static_cast<uInt>(out.size());
+    int rc = inflate(&zs, Z_NO_FLUSH);
+    size_t produced = out.size() - zs.avail_out;
+    size_t from = static_cast<size_t>(std::min<uint64_t>(skip, produced));
+    skip -= from;
+    result.append(reinterpret_cast<const char*>(out.data()) + from,
+                  std::min(produced - from, len - result.size()));
+    if (rc == Z_STREAM_END) {
+      // End of this member's deflate data: a raw stream leaves the 8-byte trailer unread.
+      uint64_t consumed = pos - zs.avail_in;
+      if (raw) consumed += 8;
+      pos = consumed;
+      zs.avail_in = 0;
+      raw = false;
+      if (inflateReset2(&zs, 15 + 16) != Z_OK)
+        throw Error(ErrorCode::kInternal, "inflateReset2 failed");
+    } else if (rc != Z_OK && !(rc == Z_BUF_ERROR && zs.avail_in == 0)) {
+      throw Error(ErrorCode::kDataLoss,
+                  std::string("gzip layer is corrupt: ") + (zs.msg ? zs.msg : "inflate error"));
+    }
+  }
+  return result;
+}
+
+}  // namespace lazysnap::erofs
