@@ -1,0 +1,65 @@
+// The uncompressed tar of a registry layer as a random-access BlockSource, without downloading
+// the layer: the device an index-only EROFS image points its file data into.
+//
+// A read of tar bytes [off, off+len) finds the gzip checkpoints around it (from the layer index),
+// fetches the compressed bytes between them through the RangeFetcher (which verifies every chunk
+// against the index's digests and keeps it in the on-disk chunk cache), and inflates that span
+// from the checkpoint's window. Inflated spans stay in a bounded in-memory LRU, so a sequential
+// reader inflates each span once; concurrent readers of one span wait for one inflate; a reader
+// that moves forward span by span makes the next spans inflate in the background (readahead).
+// Plain-tar layers map one to one onto the blob.
+//
+// Registry outages: a read keeps retrying while the registry is unreachable, up to
+// `unavailable_timeout`, then throws Error(kUnavailable); bytes that fail verification throw
+// Error(kDataLoss). Wrong bytes are never returned.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "erofs/layer_decoder.h"
+#include "erofs/reader.h"
+#include "fetcher/range_fetcher.h"
+
+namespace lazysnap::lazy {
+
+struct TarSourceOptions {
+  uint64_t span_cache_bytes = 64ull << 20;  // inflated spans kept in memory
+  unsigned readahead_spans = 2;             // spans inflated ahead of a sequential reader
+  std::chrono::milliseconds unavailable_timeout = std::chrono::seconds(60);
+};
+
+struct TarSourceStats {
+  uint64_t reads = 0;
+  uint64_t bytes_served = 0;
+  uint64_t spans_inflated = 0;
+  uint64_t span_hits = 0;        // reads served from inflated spans in memory
+  uint64_t readahead_spans = 0;  // spans inflated in the background
+  uint64_t inflate_us = 0;       // time spent fetching + inflating spans
+};
+
+class TarSource : public erofs::BlockSource {
+ public:
+  // `checkpoints` (gzip): ascending by `out`, the first at out = 0. Throws Error(kInvalidArgument)
+  // for an inconsistent table.
+  TarSource(std::shared_ptr<fetcher::RangeFetcher> blob, erofs::LayerCompression compression,
+            uint64_t tar_size, std::vector<erofs::GzipCheckpoint> checkpoints,
+            TarSourceOptions opts = {});
+  ~TarSource() override;
+  TarSource(const TarSource&) = delete;
+  TarSource& operator=(const TarSource&) = delete;
+
+  void Read(uint64_t offset, size_t len, void* buf) const override;
+  uint64_t Size() const override;
+
+  TarSourceStats Stats() const;
+  fetcher::RangeFetcherStats FetchStats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lazysnap::lazy

@@ -1,0 +1,277 @@
+// TarSource against a real docker-registry: the uncompressed tar of a gzip layer read through
+// checkpoints, chunk-verified range fetches and the chunk cache, compared with `gzip -d`.
+#include "lazy/tar_source.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include <random>
+#include <thread>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/sha256.h"
+#include "common/temp_dir.h"
+#include "common/unique_fd.h"
+#include "tests/support/oci_image.h"
+#include "tests/support/registry.h"
+
+namespace lazysnap::lazy {
+namespace {
+
+using fetcher::ChunkCache;
+using fetcher::ChunkCacheOptions;
+using fetcher::MultiHttp;
+using fetcher::RangeFetcher;
+using fetcher::RangeFetcherOptions;
+using fetcher::RegistryClient;
+using fetcher::RegistryOptions;
+using testing::OciImageBuilder;
+using testing::PushedImage;
+using testing::Registry;
+
+constexpr uint32_t kChunk = 256 * 1024;
+constexpr uint64_t kSpan = 1 << 20;
+
+std::string Pseudo(size_t n, uint64_t seed) {
+  std::string s(n, '\0');
+  uint64_t x = seed;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+// Text that deflate shrinks a lot, so one compressed chunk holds several spans.
+std::string Text(size_t n) {
+  std::string s;
+  for (uint64_t i = 0; s.size() < n; ++i)
+    s += "line " + std::to_string(i * 7919 % 100003) + " of text\n";
+  s.resize(n);
+  return s;
+}
+
+class TarSourceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    registry_ = new Registry();
+    OciImageBuilder b;
+    b.AddFileLayer({{"data/text", Text(9 << 20)}, {"data/rand", Pseudo(5 << 20, 4242)}});
+    image_ = new PushedImage(b.Push(registry_->host(), "lazy/app:v1"));
+    digest_ = new std::string(image_->layer_digests.back());
+    RegistryClient c(Ref(), Plain());
+    blob_ = new std::string(c.FetchBlobToString(*digest_, 64 << 20));
+    // The reference: the whole tar and checkpoints every kSpan, from one decoding pass.
+    TempDir d("tarsrc-setup");
+    WriteFileAtomic(d / "layer.gz", *blob_);
+    UniqueFd fd(::open((d / "layer.gz").c_str(), O_RDONLY | O_CLOEXEC));
+    tar_ = new std::string;
+    cps_ = new std::vector<erofs::GzipCheckpoint>;
+    erofs::DecodeOptions o;
+    o.checkpoint_span = kSpan;
+    o.on_checkpoint = [](erofs::GzipCheckpoint&& cp) { cps_->push_back(std::move(cp)); };
+    erofs::DecodeLayer(
+        fd.get(),
+        [](const uint8_t* p, size_t n) { tar_->append(reinterpret_cast<const char*>(p), n); }, o);
+  }
+  static void TearDownTestSuite() {
+    delete cps_;
+    delete tar_;
+    delete blob_;
+    delete digest_;
+    delete image_;
+    delete registry_;
+  }
+  static labels::Reference Ref() {
+    return labels::ParseReference(registry_->host() + "/lazy/app:v1");
+  }
+  static RegistryOptions Plain() {
+    RegistryOptions o;
+    o.plain_http = true;
+    o.retry.initial_backoff = std::chrono::milliseconds(20);
+    return o;
+  }
+  std::vector<std::string> ChunkDigests() const {
+    std::vector<std::string> out;
+    for (size_t off = 0; off < blob_->size(); off += kChunk)
+      out.push_back(Sha256Digest(std::string_view(*blob_).substr(off, kChunk)));
+    return out;
+  }
+  struct Stack {
+    std::unique_ptr<ChunkCache> cache;
+    std::unique_ptr<MultiHttp> http;
+    std::shared_ptr<RangeFetcher> fetcher;
+    std::unique_ptr<TarSource> source;
+  };
+  Stack Make(TarSourceOptions opts = {}, std::vector<std::string> digests = {},
+             const std::string& cache_name = "cache") {
+    Stack s;
+    ChunkCacheOptions co;
+    co.dir = dir_ / cache_name;
+    co.chunk_size = kChunk;
+    s.cache = std::make_unique<ChunkCache>(co);
+    s.http = std::make_unique<MultiHttp>(4);
+    RangeFetcherOptions ro;
+    ro.chunk_digests = digests.empty() ? ChunkDigests() : digests;
+    ro.attempts = 2;
+    ro.request_timeout_ms = 5000;
+    auto client = std::make_shared<RegistryClient>(Ref(), Plain());
+    s.fetcher =
+        std::make_shared<RangeFetcher>(client, *digest_, blob_->size(), *s.cache, *s.http, ro);
+    s.source = std::make_unique<TarSource>(s.fetcher, erofs::LayerCompression::kGzip, tar_->size(),
+                                           *cps_, opts);
+    return s;
+  }
+  static std::string Read(const TarSource& src, uint64_t off, size_t len) {
+    std::string out(len, '\0');
+    src.Read(off, len, out.data());
+    return out;
+  }
+
+  static Registry* registry_;
+  static PushedImage* image_;
+  static std::string* digest_;
+  static std::string* blob_;
+  static std::string* tar_;
+  static std::vector<erofs::GzipCheckpoint>* cps_;
+  TempDir dir_{"tarsrc"};
+};
+
+Registry* TarSourceTest::registry_ = nullptr;
+PushedImage* TarSourceTest::image_ = nullptr;
+std::string* TarSourceTest::digest_ = nullptr;
+std::string* TarSourceTest::blob_ = nullptr;
+std::string* TarSourceTest::tar_ = nullptr;
+std::vector<erofs::GzipCheckpoint>* TarSourceTest::cps_ = nullptr;
+
+TEST_F(TarSourceTest, RandomReadsEqualTheDecompressedTar) {
+  ASSERT_GT(cps_->size(), 8u);
+  auto s = Make();
+  EXPECT_EQ(s.source->Size(), tar_->size());
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 200; ++i) {
+    uint64_t off = rng() % tar_->size();
+    size_t len = 1 + rng() % std::min<uint64_t>(3 << 20, tar_->size() - off);
+    ASSERT_EQ(Read(*s.source, off, len), tar_->substr(off, len)) << off << "+" << len;
+  }
+  // Edges: the first and last byte, a read across every span boundary.
+  EXPECT_EQ(Read(*s.source, 0, 1), tar_->substr(0, 1));
+  EXPECT_EQ(Read(*s.source, tar_->size() - 1, 1), tar_->substr(tar_->size() - 1));
+  for (size_t i = 1; i < cps_->size(); ++i) {
+    uint64_t b = (*cps_)[i].out;
+    ASSERT_EQ(Read(*s.source, b - 3, 6), tar_->substr(b - 3, 6));
+  }
+  EXPECT_THROW(Read(*s.source, tar_->size() - 1, 2), Error);
+}
+
+TEST_F(TarSourceTest, ASmallReadFetchesOnlyItsSpan) {
+  auto s = Make();
+  uint64_t off = tar_->size() / 2;
+  EXPECT_EQ(Read(*s.source, off, 4096), tar_->substr(off, 4096));
+  auto fs = s.source->FetchStats();
+  // The span's compressed bytes rounded out to chunks, never the whole layer.
+  EXPECT_LE(fs.bytes_fetched, kSpan + 3 * kChunk) << "layer is " << blob_->size();
+  EXPECT_LT(fs.bytes_fetched, blob_->size() / 3);
+  EXPECT_EQ(s.source->Stats().spans_inflated, 1u);
+}
+
+TEST_F(TarSourceTest, ASequentialReadInflatesEverySpanOnce) {
+  TarSourceOptions o;
+  o.readahead_spans = 3;
+  auto s = Make(o);
+  std::string all;
+  for (uint64_t off = 0; off < tar_->size(); off += 128 * 1024) {
+    all += Read(*s.source, off, std::min<uint64_t>(128 * 1024, tar_->size() - off));
+  }
+  EXPECT_TRUE(all == *tar_);
+  auto st = s.source->Stats();
+  EXPECT_EQ(st.spans_inflated, cps_->size());
+  EXPECT_GT(st.readahead_spans, 0u);
+  EXPECT_LE(s.source->FetchStats().bytes_fetched, blob_->size());
+}
+
+TEST_F(TarSourceTest, ConcurrentReadersOfOneSpanShareOneInflate) {
+  auto s = Make();
+  uint64_t base = (*cps_)[3].out;
+  std::vector<std::thread> ts;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 16; ++t) {
+    ts.emplace_back([&, t] {
+      uint64_t off = base + t * 1000;
+      if (Read(*s.source, off, 5000) != tar_->substr(off, 5000)) bad++;
+    });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(s.source->Stats().spans_inflated, 1u);
+}
+
+TEST_F(TarSourceTest, BadChunkDigestsAreDataLossNeverWrongBytes) {
+  auto digests = ChunkDigests();
+  for (auto& d : digests) d = Sha256Digest("not this chunk");
+  auto s = Make({}, digests);
+  EXPECT_THROW(
+      {
+        try {
+          Read(*s.source, 1000, 10);
+        } catch (const Error& e) {
+          EXPECT_EQ(e.code(), ErrorCode::kDataLoss) << e.what();
+          throw;
+        }
+      },
+      Error);
+}
+
+TEST_F(TarSourceTest, ReadsWaitOutARegistryOutageAndFailAfterTheTimeout) {
+  TarSourceOptions o;
+  o.unavailable_timeout = std::chrono::seconds(30);
+  auto s = Make(o);
+  EXPECT_EQ(Read(*s.source, 0, 100), tar_->substr(0, 100));
+  registry_->Stop();
+  std::string got;
+  std::thread reader([&] { got = Read(*s.source, tar_->size() - 5000, 5000); });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  registry_->Start();
+  reader.join();
+  EXPECT_TRUE(got == tar_->substr(tar_->size() - 5000));
+
+  TarSourceOptions quick;
+  quick.unavailable_timeout = std::chrono::seconds(1);
+  auto q = Make(quick, {}, "cold-cache");
+  registry_->Stop();
+  try {
+    Read(*q.source, tar_->size() / 3, 10);
+    ADD_FAILURE() << "read succeeded with the registry down";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kUnavailable) << e.what();
+  }
+  registry_->Start();
+  EXPECT_EQ(Read(*q.source, tar_->size() / 3, 10), tar_->substr(tar_->size() / 3, 10));
+}
+
+TEST_F(TarSourceTest, InconsistentCheckpointTablesAreRejected) {
+  ChunkCacheOptions co;
+  co.dir = dir_ / "c";
+  co.chunk_size = kChunk;
+  ChunkCache cache(co);
+  MultiHttp http(2);
+  RangeFetcherOptions ro;
+  ro.chunk_digests = ChunkDigests();
+  auto f = std::make_shared<RangeFetcher>(std::make_shared<RegistryClient>(Ref(), Plain()),
+                                          *digest_, blob_->size(), cache, http, ro);
+  auto gz = erofs::LayerCompression::kGzip;
+  EXPECT_THROW(TarSource(f, gz, tar_->size(), {}), Error);
+  auto swapped = *cps_;
+  std::swap(swapped[1], swapped[2]);
+  EXPECT_THROW(TarSource(f, gz, tar_->size(), swapped), Error);
+  auto beyond = *cps_;
+  beyond.back().in = blob_->size() + 1;
+  EXPECT_THROW(TarSource(f, gz, tar_->size(), beyond), Error);
+  EXPECT_THROW(TarSource(f, erofs::LayerCompression::kNone, tar_->size(), {}), Error);
+}
+
+}  // namespace
+}  // namespace lazysnap::lazy
