@@ -1,6 +1,7 @@
 #include "fetcher/http_client.h"
 
 #include <curl/curl.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cctype>
@@ -64,6 +65,13 @@ size_t OnBody(char* data, size_t size, size_t n, void* user) {
 void ConfigureEasy(CURL* c, const HttpRequest& req, CurlTransfer* t) {
   curl_easy_reset(c);  // keeps the connection cache: keep-alive across requests
   for (const auto& h : req.headers) t->headers = curl_slist_append(t->headers, h.c_str());
+  bool has_body = !req.body.empty() || req.method == "PUT" || req.method == "POST";
+  if (has_body && std::none_of(req.headers.begin(), req.headers.end(), [](const std::string& h) {
+        return h.size() >= 13 && strncasecmp(h.c_str(), "content-type:", 13) == 0;
+      })) {
+    // Without this, curl labels a body application/x-www-form-urlencoded.
+    t->headers = curl_slist_append(t->headers, "Content-Type:");
+  }
   curl_easy_setopt(c, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t->errbuf);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, t->headers);
@@ -79,9 +87,14 @@ void ConfigureEasy(CURL* c, const HttpRequest& req, CurlTransfer* t) {
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  if (has_body) {
+    // POSTFIELDS makes curl send the body (for PUT too: CUSTOMREQUEST below names the method).
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, req.body.data());
+  }
   if (req.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
-  } else if (req.method != "GET") {
+  } else if (req.method != "GET" && !(has_body && req.method == "POST")) {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req.method.c_str());
   }
   if (!req.tls.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, req.tls.ca_file.c_str());

@@ -21,6 +21,9 @@ struct HttpRequest {
   std::string method = "GET";
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
+  // Sent as the request body when non-empty, and always for PUT and POST (an empty one then goes
+  // out with Content-Length: 0). Must outlive the exchange (libcurl reads it in place).
+  std::string body;
   TlsOptions tls;
   long connect_timeout_ms = 10000;
   long low_speed_time_s = 30;  // abort when below 1 KiB/s for this long (a stalled peer)

@@ -54,6 +54,7 @@ Descriptor ParseDescriptor(const json& o, const std::string& where) {
     d.platform_arch = Str(*p, "architecture", where + ".platform", false);
     d.platform_variant = Str(*p, "variant", where + ".platform", false);
   }
+  d.artifact_type = Str(o, "artifactType", where, false);
   return d;
 }
 

@@ -23,6 +23,7 @@ struct Descriptor {
   std::string digest;
   uint64_t size = 0;
   std::string platform_os, platform_arch, platform_variant;  // index entries only
+  std::string artifact_type;  // "artifactType" (referrers index entries); empty when absent
 };
 
 struct Manifest {

@@ -63,23 +63,36 @@ struct RegistryClient::Impl {
     std::string header;  // "Authorization: ..."
     std::chrono::steady_clock::time_point expires;
   };
-  std::map<std::string, Token> tokens;  // endpoint host -> auth header for this repository
+  // TokenKey(endpoint host) -> auth header for this repository: pull-only and pull,push tokens
+  // are kept apart (a pull token does not authorize pushes).
+  std::map<std::string, Token> tokens;
+  bool push = false;  // set while a push runs: tokens are asked for (and kept) with push scope
+
+  std::string TokenKey(const std::string& host) const { return host + (push ? " push" : " pull"); }
+  const Token* CurrentToken(const std::string& host) const {
+    auto t = tokens.find(TokenKey(host));
+    if (t == tokens.end() || t->second.expires <= std::chrono::steady_clock::now()) return nullptr;
+    return &t->second;
+  }
 
   void Log(const std::string& msg, std::initializer_list<LogField> f) {
     if (opts.log) opts.log->Warn(msg, f);
   }
 
   // Answers a 401 challenge: Basic with the configured credentials, or a Bearer token from the
-  // realm for this repository's pull scope. Returns false when there is nothing to try.
+  // realm for this repository's pull (or, while pushing, pull,push) scope. Returns false when
+  // there is nothing to try.
   bool Authenticate(const RegistryEndpoint& ep, const HttpResponse& resp) {
     auto challenges = ParseWwwAuthenticate(resp.Header("www-authenticate"));
     std::string host = HostOf(ep.url);
     for (const auto& ch : challenges) {
       if (ch.scheme == "basic") {
         if (creds.empty()) return false;
-        tokens[host] = {
+        Token basic{
             "Authorization: Basic " + labels::Base64Encode(creds.username + ":" + creds.password),
             std::chrono::steady_clock::time_point::max()};
+        tokens[host + " pull"] = basic;  // the same credentials serve pulls and pushes
+        tokens[host + " push"] = basic;
         return true;
       }
       if (ch.scheme == "bearer") {
@@ -92,7 +105,7 @@ struct RegistryClient::Impl {
             realm->second + (realm->second.find('?') == std::string::npos ? "?" : "&");
         if (auto s = ch.params.find("service"); s != ch.params.end())
           url += "service=" + UrlEncode(s->second) + "&";
-        url += "scope=" + UrlEncode("repository:" + repo.path + ":pull");
+        url += "scope=" + UrlEncode("repository:" + repo.path + (push ? ":pull,push" : ":pull"));
         HttpRequest req;
         req.url = url;
         req.tls = ep.tls;
@@ -126,8 +139,9 @@ struct RegistryClient::Impl {
           expires_in = std::max<int64_t>(j["expires_in"].get<int64_t>(), 10);
         }
         // Renew a little early so a token never expires in flight.
-        tokens[host] = {"Authorization: Bearer " + token,
-                        std::chrono::steady_clock::now() + std::chrono::seconds(expires_in - 5)};
+        tokens[TokenKey(host)] = {
+            "Authorization: Bearer " + token,
+            std::chrono::steady_clock::now() + std::chrono::seconds(expires_in - 5)};
         return true;
       }
     }
@@ -138,10 +152,21 @@ struct RegistryClient::Impl {
   // failure after the retries; returns the final response otherwise.
   // `on_attempt` runs before every attempt, so a sink that saw a failed attempt's bytes can
   // start over.
+  // `body` goes with every attempt and redirect hop (PUT and POST always send one).
   HttpResponse Send(const RegistryEndpoint& ep, const std::string& path,
                     const std::vector<std::string>& extra, const std::string& method,
                     const BodySink& sink, long timeout_ms,
-                    const std::function<void()>& on_attempt = nullptr) {
+                    const std::function<void()>& on_attempt = nullptr,
+                    const std::string& body = std::string()) {
+    return SendUrl(ep, ep.api_root + path, path, extra, method, sink, timeout_ms, on_attempt, body);
+  }
+
+  // Send to an absolute URL on (or redirected from) endpoint `ep`, such as an upload Location;
+  // `path` names the request in log lines.
+  HttpResponse SendUrl(const RegistryEndpoint& ep, const std::string& start_url,
+                       const std::string& path, const std::vector<std::string>& extra,
+                       const std::string& method, const BodySink& sink, long timeout_ms,
+                       const std::function<void()>& on_attempt, const std::string& body) {
     std::string host = HostOf(ep.url);
     auto backoff = opts.retry.initial_backoff;
     for (int attempt = 1;; ++attempt) {
@@ -150,11 +175,12 @@ struct RegistryClient::Impl {
       bool challenged = false, renewed = false;
       if (on_attempt) on_attempt();
       try {
-        std::string url = ep.api_root + path;
+        std::string url = start_url;
         for (int hop = 0;; ++hop) {
           HttpRequest req;
           req.method = method;
           req.url = url;
+          req.body = body;
           req.tls = ep.tls;
           req.headers = extra;
           req.headers.insert(req.headers.end(), ep.headers.begin(), ep.headers.end());
@@ -164,9 +190,8 @@ struct RegistryClient::Impl {
           // Credentials go only to the endpoint's own host, never to a redirect target.
           bool sent_token = false;
           if (HostOf(url) == host) {
-            auto t = tokens.find(host);
-            if (t != tokens.end() && t->second.expires > std::chrono::steady_clock::now()) {
-              req.headers.push_back(t->second.header);
+            if (const Token* t = CurrentToken(host)) {
+              req.headers.push_back(t->header);
               sent_token = true;
             }
           }
@@ -174,7 +199,7 @@ struct RegistryClient::Impl {
           bool& round = sent_token ? renewed : challenged;
           if (resp.status == 401 && !round && HostOf(url) == host) {
             round = true;
-            tokens.erase(host);
+            tokens.erase(TokenKey(host));
             if (Authenticate(ep, resp)) continue;
             return resp;
           }
@@ -233,7 +258,50 @@ struct RegistryClient::Impl {
     }
     throw Error(ErrorCode::kUnavailable, what + ": no endpoint succeeded: " + errors);
   }
+
+  // Where pushes go: the registry's own endpoint (hosts.toml `server`, or the registry itself,
+  // which ParseHostsToml puts last), never a mirror. A [host] entry for that same URL is used
+  // instead when there is one: it carries the registry's CA, skip_verify and headers.
+  // (RegistryEndpoint has no push capability: a mirror is never pushed to.)
+  const RegistryEndpoint& PushEndpoint() const {
+    const RegistryEndpoint* server = &endpoints.back();
+    for (const auto& ep : endpoints) {
+      if (!ep.is_mirror) {
+        server = &ep;
+        break;
+      }
+    }
+    for (const auto& ep : endpoints) {
+      if (ep.is_mirror && ep.url == server->url && ep.api_root == server->api_root) return ep;
+    }
+    return *server;
+  }
+
+  // GET of a manifest at `reference` on `ep`: {media type, bytes}, nullopt on 404, verified
+  // against the digest it was asked by (or the Docker-Content-Digest sent for a tag).
+  std::optional<std::pair<std::string, std::string>> GetManifest(const RegistryEndpoint& ep,
+                                                                 const std::string& reference,
+                                                                 const std::string& accept);
+  // RegistryClient::PushBlob for bytes whose digest is known.
+  std::string PushBlob(const std::string& data, const std::string& digest);
 };
+
+namespace {
+
+// Sets the client's push mode for one call and restores the previous mode on the way out.
+class PushScope {
+ public:
+  explicit PushScope(bool* flag) : flag_(flag), saved_(*flag) { *flag = true; }
+  ~PushScope() { *flag_ = saved_; }
+  PushScope(const PushScope&) = delete;
+  PushScope& operator=(const PushScope&) = delete;
+
+ private:
+  bool* flag_;
+  bool saved_;
+};
+
+}  // namespace
 
 RegistryClient::RegistryClient(const labels::Reference& repo, RegistryOptions opts)
     : impl_(std::make_unique<Impl>()) {
@@ -264,7 +332,71 @@ namespace {
                         (body.empty() ? "" : ": " + body));
 }
 
+// StatusError for writes: a registry that refuses what was sent (400 DIGEST_INVALID,
+// MANIFEST_INVALID, MANIFEST_BLOB_UNKNOWN; 413) will refuse it again, and 405 means pushes are
+// not allowed there (read-only registry, pull-through cache).
+[[noreturn]] void PushStatusError(const std::string& what, const std::string& url,
+                                  const HttpResponse& r) {
+  if (r.status == 400 || r.status == 413 || r.status == 405) {
+    std::string body = r.body.substr(0, 300);
+    throw Error(r.status == 405 ? ErrorCode::kFailedPrecondition : ErrorCode::kInvalidArgument,
+                what + " to " + url + ": HTTP " + std::to_string(r.status) +
+                    (body.empty() ? "" : ": " + body));
+  }
+  StatusError(what, url, r);
+}
+
+bool IsDigestReference(const std::string& reference) {
+  return reference.find(':') != std::string::npos;
+}
+
+// "sha256:<hex>" of a subject, checked; the referrers tag schema names its index "sha256-<hex>".
+labels::Digest SubjectDigest(const std::string& digest) {
+  labels::Digest d = labels::ParseDigest(digest, "subject digest");
+  if (d.algorithm != "sha256") {
+    throw Error(ErrorCode::kInvalidArgument, "only sha256 subjects are supported: " + digest);
+  }
+  return d;
+}
+
+std::vector<Descriptor> FilterByArtifactType(std::vector<Descriptor> in, const std::string& type) {
+  if (type.empty()) return in;
+  std::vector<Descriptor> out;
+  for (auto& d : in) {
+    if (d.artifact_type == type) out.push_back(std::move(d));
+  }
+  return out;
+}
+
 }  // namespace
+
+std::optional<std::pair<std::string, std::string>> RegistryClient::Impl::GetManifest(
+    const RegistryEndpoint& ep, const std::string& reference, const std::string& accept) {
+  std::string expected;
+  if (IsDigestReference(reference)) {
+    labels::Digest d = labels::ParseDigest(reference, "manifest digest");
+    if (d.algorithm != "sha256") {
+      throw Error(ErrorCode::kInvalidArgument, "only sha256 manifests are supported: " + reference);
+    }
+    expected = d.str();
+  }
+  auto resp =
+      Send(ep, "/" + repo.path + "/manifests/" + reference,
+           {accept.empty() ? ManifestAcceptHeader() : "Accept: " + accept}, "GET", nullptr, 60000);
+  if (resp.status == 404) return std::nullopt;
+  if (resp.status != 200) StatusError("manifest " + reference, ep.url, resp);
+  std::string digest = Sha256Digest(resp.body);
+  std::string want = expected.empty() ? resp.Header("docker-content-digest") : expected;
+  if (!want.empty() && want != digest) {
+    throw Error(ErrorCode::kDataLoss, "manifest " + reference + " from " + ep.url + " has digest " +
+                                          digest + ", expected " + want);
+  }
+  std::string ct = resp.Header("content-type");
+  std::string media_type = ct.substr(0, ct.find(';'));
+  while (!media_type.empty() && media_type.back() == ' ') media_type.pop_back();
+  if (media_type.empty()) media_type = DetectMediaType(resp.body, "");
+  return std::make_pair(media_type, std::move(resp.body));
+}
 
 ResolvedImage RegistryClient::Resolve(const labels::Reference& ref) {
   auto& im = *impl_;
@@ -435,12 +567,156 @@ HttpRequest RegistryClient::PrepareBlobRequest(const std::string& digest) {
     req.headers = ep.headers;
     req.connect_timeout_ms = im.opts.connect_timeout_ms;
     req.low_speed_time_s = im.opts.low_speed_time_s;
-    auto t = im.tokens.find(HostOf(ep.url));
-    if (t != im.tokens.end() && t->second.expires > std::chrono::steady_clock::now()) {
-      req.headers.push_back(t->second.header);
-    }
+    if (const auto* t = im.CurrentToken(HostOf(ep.url))) req.headers.push_back(t->header);
     return req;
   });
+}
+
+std::string RegistryClient::PushBlob(const std::string& data) {
+  std::string digest = Sha256Digest(data);
+  try {
+    return impl_->PushBlob(data, digest);
+  } catch (const Error& e) {
+    // Transport errors name only the URL: say which blob it was.
+    if (std::string(e.what()).find(digest) != std::string::npos) throw;
+    throw Error(e.code(), "push of blob " + digest + ": " + e.what());
+  }
+}
+
+std::string RegistryClient::Impl::PushBlob(const std::string& data, const std::string& digest) {
+  auto& im = *this;
+  PushScope scope(&im.push);
+  const RegistryEndpoint& ep = im.PushEndpoint();
+  std::string what = "blob " + digest;
+  auto head = im.Send(ep, "/" + im.repo.path + "/blobs/" + digest, {}, "HEAD", nullptr, 60000);
+  if (head.status == 200) return digest;  // there already: nothing to upload
+  if (head.status != 404) PushStatusError(what, ep.url, head);
+
+  std::string uploads = "/" + im.repo.path + "/blobs/uploads/";
+  auto post = im.Send(ep, uploads, {}, "POST", nullptr, 60000);
+  if (post.status != 202) PushStatusError("upload of " + what, ep.url, post);
+  std::string location = post.Header("location");
+  if (location.empty()) {
+    throw Error(ErrorCode::kUnavailable, "upload of " + what + " to " + ep.url +
+                                             ": the registry answered 202 without a Location");
+  }
+  std::string url = ResolveLocation(ep.api_root + uploads, location);
+  url +=
+      (url.find('?') == std::string::npos ? "?" : "&") + std::string("digest=") + UrlEncode(digest);
+  // No overall timeout: a large blob takes what it takes (a stalled peer still times out).
+  auto put = im.SendUrl(ep, url, uploads, {"Content-Type: application/octet-stream"}, "PUT",
+                        nullptr, 0, nullptr, data);
+  if (put.status != 201) PushStatusError("upload of " + what, ep.url, put);
+  if (std::string got = put.Header("docker-content-digest"); !got.empty() && got != digest) {
+    throw Error(ErrorCode::kDataLoss,
+                "upload of " + what + " to " + ep.url + ": the registry stored it as " + got);
+  }
+  return digest;
+}
+
+std::string RegistryClient::PushManifest(const std::string& reference,
+                                         const std::string& media_type, const std::string& bytes) {
+  auto& im = *impl_;
+  std::string digest = Sha256Digest(bytes);
+  if (reference.empty()) throw Error(ErrorCode::kInvalidArgument, "manifest push without a tag");
+  if (IsDigestReference(reference) &&
+      labels::ParseDigest(reference, "manifest reference").str() != digest) {
+    throw Error(ErrorCode::kInvalidArgument,
+                "manifest pushed by digest " + reference + " but its bytes hash to " + digest);
+  }
+  PushScope scope(&im.push);
+  const RegistryEndpoint& ep = im.PushEndpoint();
+  auto resp = im.Send(ep, "/" + im.repo.path + "/manifests/" + reference,
+                      {"Content-Type: " + media_type}, "PUT", nullptr, 60000, nullptr, bytes);
+  if (resp.status != 201) PushStatusError("manifest " + reference, ep.url, resp);
+  if (std::string got = resp.Header("docker-content-digest"); !got.empty() && got != digest) {
+    throw Error(ErrorCode::kDataLoss, "manifest " + reference + " pushed to " + ep.url +
+                                          " was stored as " + got + ", its bytes hash to " +
+                                          digest);
+  }
+  return digest;
+}
+
+std::optional<std::pair<std::string, std::string>> RegistryClient::FetchManifest(
+    const std::string& reference, const std::string& accept) {
+  auto& im = *impl_;
+  bool by_digest = IsDigestReference(reference);
+  if (by_digest) labels::ParseDigest(reference, "manifest digest");  // fail before any request
+  // A 404 on a mirror falls back to the next endpoint; only the last one's 404 means "none".
+  try {
+    return im.OverEndpoints(!by_digest, "manifest " + im.repo.Name() + ":" + reference,
+                            [&](const RegistryEndpoint& ep) {
+                              auto m = im.GetManifest(ep, reference, accept);
+                              if (!m) {
+                                throw Error(ErrorCode::kNotFound,
+                                            "manifest " + reference + " not found at " + ep.url);
+                              }
+                              return m;
+                            });
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kNotFound) return std::nullopt;
+    throw;
+  }
+}
+
+std::vector<Descriptor> RegistryClient::Referrers(const std::string& subject_digest,
+                                                  const std::string& artifact_type) {
+  auto& im = *impl_;
+  labels::Digest subject = SubjectDigest(subject_digest);
+  std::string path = "/" + im.repo.path + "/referrers/" + subject.str();
+  if (!artifact_type.empty()) path += "?artifactType=" + UrlEncode(artifact_type);
+  try {
+    return im.OverEndpoints(true, "referrers of " + subject.str(), [&](const RegistryEndpoint& ep) {
+      auto resp = im.Send(ep, path, {std::string("Accept: ") + kOciIndex}, "GET", nullptr, 60000);
+      if (resp.status == 200) {
+        // A registry may ignore the filter (it says so with OCI-Filters-Applied): filter here.
+        return FilterByArtifactType(ParseIndex(resp.body).manifests, artifact_type);
+      }
+      if (resp.status != 404) StatusError("referrers of " + subject.str(), ep.url, resp);
+      // No referrers API: the referrers tag schema.
+      // Any manifest type is accepted: docker-registry answers 404 for one the Accept header
+      // leaves out, and something other than an index at this tag must be an error.
+      auto tagged = im.GetManifest(ep, "sha256-" + subject.hex, "");
+      if (!tagged) {
+        throw Error(ErrorCode::kNotFound, "no referrers of " + subject.str() + " at " + ep.url);
+      }
+      return FilterByArtifactType(ParseIndex(tagged->second).manifests, artifact_type);
+    });
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::kNotFound) return {};
+    throw;
+  }
+}
+
+void RegistryClient::AddReferrer(const std::string& subject_digest, const Descriptor& referrer) {
+  auto& im = *impl_;
+  labels::Digest subject = SubjectDigest(subject_digest);
+  std::string digest = labels::ParseDigest(referrer.digest, "referrer digest").str();
+  if (referrer.media_type.empty()) {
+    throw Error(ErrorCode::kInvalidArgument, "referrer " + digest + " has no media type");
+  }
+  PushScope scope(&im.push);
+  const RegistryEndpoint& ep = im.PushEndpoint();
+  std::string tag = "sha256-" + subject.hex;
+  nlohmann::json index = {
+      {"schemaVersion", 2}, {"mediaType", kOciIndex}, {"manifests", nlohmann::json::array()}};
+  // Every manifest type is accepted so that something else at the tag is refused below instead
+  // of looking absent (docker-registry answers 404 for types the Accept header leaves out) and
+  // being overwritten.
+  if (auto existing = im.GetManifest(ep, tag, "")) {
+    // Strict validation first; then the JSON itself is kept, so fields this client does not
+    // model (annotations) survive the update.
+    Index parsed = ParseIndex(existing->second);
+    for (const auto& d : parsed.manifests) {
+      if (d.digest == digest) return;  // listed already
+    }
+    index = nlohmann::json::parse(existing->second);
+  }
+  nlohmann::json entry = {
+      {"mediaType", referrer.media_type}, {"digest", digest}, {"size", referrer.size}};
+  if (!referrer.artifact_type.empty()) entry["artifactType"] = referrer.artifact_type;
+  index["manifests"].push_back(std::move(entry));
+  PushManifest(tag, kOciIndex, index.dump());
 }
 
 }  // namespace lazysnap::fetcher

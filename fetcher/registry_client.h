@@ -11,7 +11,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/log.h"
 #include "fetcher/http_client.h"
@@ -77,6 +80,38 @@ class RegistryClient {
   // the first endpoint that answers a HEAD for it, with that endpoint's headers and current
   // credentials. Calling it again after a 401 authenticates again.
   HttpRequest PrepareBlobRequest(const std::string& digest);
+
+  // Pushing. Pushes go to the registry's own endpoint (`server` of hosts.toml, or the registry
+  // itself), never to mirrors; Bearer tokens for them are asked for with scope
+  // "repository:<path>:pull,push" and kept apart from pull-only tokens.
+  // Errors name the step, URL and status: kFailedPrecondition for 401/403/405 (not allowed),
+  // kInvalidArgument for 400/413 (the registry refused what was sent), kUnavailable otherwise.
+  //
+  // Uploads `data` as a blob unless the registry has it already (HEAD first): POST an upload,
+  // then PUT the bytes to its Location with ?digest=. Returns "sha256:<hex>".
+  std::string PushBlob(const std::string& data);
+  // PUT /v2/<repo>/manifests/<reference> with Content-Type `media_type`. `reference` is a tag or
+  // the bytes' own digest (Error(kInvalidArgument) if it is another digest). Returns the digest
+  // of `bytes`; Error(kDataLoss) if the registry's Docker-Content-Digest disagrees.
+  std::string PushManifest(const std::string& reference, const std::string& media_type,
+                           const std::string& bytes);
+  // The raw manifest or index at a tag or digest: {media type, bytes}; nullopt when the registry
+  // answers 404. `accept`: media types for the Accept header, comma separated (empty: every
+  // manifest type Resolve accepts). Bytes fetched by digest are verified against it, by tag
+  // against Docker-Content-Digest when sent (Error(kDataLoss)).
+  std::optional<std::pair<std::string, std::string>> FetchManifest(const std::string& reference,
+                                                                   const std::string& accept = "");
+  // Manifests whose "subject" is `subject_digest`, with the given artifactType (empty: any).
+  // Asks the OCI referrers API (GET /v2/<repo>/referrers/<digest>); where that answers 404 (the
+  // registry lacks it, as docker-registry 2.8 does), reads the index at the referrers tag
+  // "sha256-<hex>" instead. Nothing there: an empty vector.
+  std::vector<Descriptor> Referrers(const std::string& subject_digest,
+                                    const std::string& artifact_type = "");
+  // The referrers tag schema's update, for registries without the referrers API: adds
+  // `referrer` (mediaType, digest, size, artifactType) to the OCI index at tag "sha256-<hex>" of
+  // the subject, creating the index if there is none; a no-op when that digest is listed
+  // already. Read-modify-write without locking: concurrent writers can lose an entry.
+  void AddReferrer(const std::string& subject_digest, const Descriptor& referrer);
 
  private:
   struct Impl;
