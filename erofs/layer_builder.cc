@@ -168,7 +168,7 @@ std::string DefaultMkfsPath() {
 }
 
 BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions& opts) {
-  if (opts.mode == ImageMode::kIndexOnly && opts.blob_path.empty())
+  if (opts.mode == ImageMode::kIndexOnly && opts.blob_path.empty() && !opts.discard_blob)
     throw Error(ErrorCode::kInvalidArgument, "index-only build needs a blob path");
   if (opts.mode == ImageMode::kIndexOnly && opts.compression != DataCompression::kNone)
     throw Error(ErrorCode::kInvalidArgument, "index-only images cannot compress data");
@@ -221,7 +221,7 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
   bool child_gone = false;
   try {
     SigpipeGuard sigpipe;
-    if (opts.mode == ImageMode::kIndexOnly) blob.emplace(blob_partial);
+    if (opts.mode == ImageMode::kIndexOnly && !opts.discard_blob) blob.emplace(blob_partial);
     bool ended = false;  // the end-of-archive blocks went out: mkfs.erofs gets nothing more
     auto forward = [&](const uint8_t* data, size_t len) {
       if (len && !child_gone && !WriteToChild(wr.get(), data, len, opts.stall_timeout))

@@ -42,8 +42,11 @@ enum class DataCompression { kNone, kLz4, kZstd };  // full images only
 struct BuildOptions {
   ImageMode mode = ImageMode::kFull;
   DataCompression compression = DataCompression::kNone;
-  // Index-only: where to write the uncompressed tar (the image's blob device). Required.
+  // Index-only: where to write the uncompressed tar (the image's blob device). Required unless
+  // `discard_blob`.
   std::string blob_path;
+  // Index-only: keep no tar at all (a lazy layer index: the tar is read from the registry later).
+  bool discard_blob = false;
   // Sees every uncompressed tar byte in stream order (before mkfs.erofs does).
   ByteSink observer;
   // gzip layers: checkpoints for later random access into the compressed blob (same pass).
