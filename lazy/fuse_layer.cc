@@ -1,0 +1,378 @@
+#define FUSE_USE_VERSION 312
+#include "lazy/fuse_layer.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "common/error.h"
+#include "common/file_util.h"
+
+namespace lazysnap::lazy {
+namespace {
+
+int ErrnoOf(const std::exception& e) {
+  if (const auto* le = dynamic_cast<const Error*>(&e)) {
+    switch (le->code()) {
+      case ErrorCode::kNotFound:
+        return ENOENT;
+      case ErrorCode::kInvalidArgument:
+        return EINVAL;
+      case ErrorCode::kResourceExhausted:
+        return ENOMEM;
+      default:
+        return EIO;  // unreachable registry past the timeout, failed verification, ...
+    }
+  }
+  if (dynamic_cast<const std::bad_alloc*>(&e)) return ENOMEM;
+  return EIO;
+}
+
+}  // namespace
+
+struct FuseLayerMount::Impl {
+  std::string mountpoint;
+  std::shared_ptr<const erofs::Reader> reader;
+  FuseLayerOptions opts;
+  const Logger& log;
+  fuse_session* se = nullptr;
+  std::thread loop;
+  dev_t dev = 0;
+  std::atomic<uint64_t> lookups{0}, reads{0}, bytes_read{0}, errors{0};
+
+  Impl(const Logger& l) : log(l) {}
+
+  uint64_t Nid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? reader->root_ino() : ino - 2; }
+  fuse_ino_t Ino(uint64_t nid) const { return nid == reader->root_ino() ? FUSE_ROOT_ID : nid + 2; }
+
+  struct stat Stat(const erofs::Attr& a) const {
+    struct stat st {};
+    st.st_ino = opts.ino_base + a.ino;
+    st.st_mode = a.mode;
+    st.st_nlink = a.nlink;
+    st.st_uid = a.uid;
+    st.st_gid = a.gid;
+    st.st_size = static_cast<off_t>(a.size);
+    st.st_rdev = a.rdev;
+    st.st_blksize = 4096;
+    st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
+    st.st_mtim.tv_sec = a.mtime;
+    st.st_mtim.tv_nsec = a.mtime_nsec;
+    st.st_atim = st.st_mtim;
+    st.st_ctim = st.st_mtim;
+    return st;
+  }
+
+  void Fail(fuse_req_t req, const std::exception& e, const char* op, uint64_t nid) {
+    int err = ErrnoOf(e);
+    if (err != ENOENT) {
+      errors.fetch_add(1, std::memory_order_relaxed);
+      log.Warn("lazy layer request failed", {{"mountpoint", mountpoint},
+                                             {"op", op},
+                                             {"nid", std::to_string(nid)},
+                                             {"error", e.what()}});
+    }
+    fuse_reply_err(req, err);
+  }
+};
+
+namespace {
+
+using Impl = FuseLayerMount::Impl;
+// Request handlers find the mount's state as the session's userdata.
+Impl& I(fuse_req_t req) {
+  return *static_cast<Impl*>(fuse_req_userdata(req));
+}
+
+struct DirHandle {
+  std::vector<erofs::DirEntry> entries;  // "." and ".." first
+};
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  // Reads come in large pieces; the kernel may keep pages across opens (the layer never changes).
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  conn->max_readahead = 4u << 20;
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  Impl& im = I(req);
+  im.lookups.fetch_add(1, std::memory_order_relaxed);
+  uint64_t pnid = im.Nid(parent);
+  try {
+    auto child = im.reader->LookupChild(pnid, name);
+    if (!child) {
+      // A negative entry cached as long as positive ones: nothing appears later.
+      fuse_entry_param e{};
+      e.ino = 0;
+      e.entry_timeout = im.opts.timeout_s;
+      fuse_reply_entry(req, &e);
+      return;
+    }
+    fuse_entry_param e{};
+    e.ino = im.Ino(*child);
+    e.attr = im.Stat(im.reader->GetAttr(*child));
+    e.attr_timeout = im.opts.timeout_s;
+    e.entry_timeout = im.opts.timeout_s;
+    fuse_reply_entry(req, &e);
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "lookup", pnid);
+  }
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  Impl& im = I(req);
+  uint64_t nid = im.Nid(ino);
+  try {
+    struct stat st = im.Stat(im.reader->GetAttr(nid));
+    fuse_reply_attr(req, &st, im.opts.timeout_s);
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "getattr", nid);
+  }
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  Impl& im = I(req);
+  uint64_t nid = im.Nid(ino);
+  try {
+    std::string target = im.reader->ReadLink(nid);
+    fuse_reply_readlink(req, target.c_str());
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "readlink", nid);
+  }
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+    fuse_reply_err(req, EROFS);
+    return;
+  }
+  fi->keep_cache = 1;
+  fi->noflush = 1;
+  fuse_reply_open(req, fi);
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  Impl& im = I(req);
+  uint64_t nid = im.Nid(ino);
+  try {
+    std::string data = im.reader->Read(nid, static_cast<uint64_t>(off), size);
+    im.reads.fetch_add(1, std::memory_order_relaxed);
+    im.bytes_read.fetch_add(data.size(), std::memory_order_relaxed);
+    fuse_reply_buf(req, data.data(), data.size());
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "read", nid);
+  }
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Impl& im = I(req);
+  uint64_t nid = im.Nid(ino);
+  try {
+    auto h = std::make_unique<DirHandle>();
+    h->entries.push_back({".", nid, DT_DIR});
+    h->entries.push_back({"..", nid, DT_DIR});
+    for (auto& e : im.reader->ReadDir(nid)) h->entries.push_back(std::move(e));
+    fi->fh = reinterpret_cast<uint64_t>(h.release());
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "opendir", nid);
+  }
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  Impl& im = I(req);
+  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+  std::string buf(size, '\0');
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < h->entries.size(); ++i) {
+    const auto& e = h->entries[i];
+    struct stat st {};
+    st.st_ino = im.opts.ino_base + e.ino;
+    st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
+    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
+                                 static_cast<off_t>(i + 1));
+    if (n > size - used) break;
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  Impl& im = I(req);
+  struct statvfs sv {};
+  sv.f_bsize = 4096;
+  sv.f_frsize = 4096;
+  uint64_t bytes = 0;
+  for (const auto& d : im.reader->super().devices)
+    bytes += d.blocks * im.reader->super().block_size;
+  sv.f_blocks = bytes / 4096;
+  sv.f_files = im.reader->super().inodes;
+  sv.f_namemax = 255;
+  fuse_reply_statfs(req, &sv);
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  Impl& im = I(req);
+  uint64_t nid = im.Nid(ino);
+  try {
+    auto v = im.reader->GetXattr(nid, name);
+    if (!v) {
+      fuse_reply_err(req, ENODATA);
+    } else if (size == 0) {
+      fuse_reply_xattr(req, v->size());
+    } else if (size < v->size()) {
+      fuse_reply_err(req, ERANGE);
+    } else {
+      fuse_reply_buf(req, v->data(), v->size());
+    }
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "getxattr", nid);
+  }
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  Impl& im = I(req);
+  uint64_t nid = im.Nid(ino);
+  try {
+    std::string names;
+    for (const auto& n : im.reader->ListXattrs(nid)) names += n + '\0';
+    if (size == 0) {
+      fuse_reply_xattr(req, names.size());
+    } else if (size < names.size()) {
+      fuse_reply_err(req, ERANGE);
+    } else {
+      fuse_reply_buf(req, names.data(), names.size());
+    }
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "listxattr", nid);
+  }
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.getattr = OpGetattr;
+  ops.readlink = OpReadlink;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.releasedir = OpReleasedir;
+  ops.statfs = OpStatfs;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  return ops;
+}();
+
+// Aborts a FUSE connection through fusectl (mounting it if the host has not), which fails every
+// pending and future request of that connection with ENOTCONN and ends the server's reads.
+void AbortConnection(dev_t dev, const Logger& log) {
+  const std::string dir = "/sys/fs/fuse/connections";
+  std::string abort = dir + "/" + std::to_string(minor(dev)) + "/abort";
+  if (!PathExists(abort)) ::mount("fusectl", dir.c_str(), "fusectl", 0, nullptr);
+  FILE* f = std::fopen(abort.c_str(), "w");
+  if (f == nullptr) {
+    log.Warn("could not abort a FUSE connection",
+             {{"path", abort}, {"error", std::strerror(errno)}});
+    return;
+  }
+  std::fputs("1", f);
+  std::fclose(f);
+}
+
+}  // namespace
+
+FuseLayerMount::FuseLayerMount(const std::string& mountpoint,
+                               std::shared_ptr<const erofs::Reader> reader,
+                               const FuseLayerOptions& opts, const Logger& log)
+    : impl_(std::make_unique<Impl>(log)) {
+  Impl& im = *impl_;
+  im.mountpoint = mountpoint;
+  im.reader = std::move(reader);
+  im.opts = opts;
+  std::string o = "ro,allow_other,default_permissions,fsname=" + opts.fsname + ",subtype=lazysnap";
+  std::vector<std::string> argv_s = {"lazysnap-fused", "-o", o};
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  im.se = fuse_session_new(&args, &kOps, sizeof kOps, &im);
+  if (im.se == nullptr) {
+    throw Error(ErrorCode::kInternal, "fuse_session_new failed for " + mountpoint);
+  }
+  if (fuse_session_mount(im.se, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(im.se);
+    throw Error(ErrorCode::kFailedPrecondition, "cannot mount FUSE at " + mountpoint);
+  }
+  im.loop = std::thread([&im] {
+    fuse_loop_config* cfg = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_loop_cfg_set_max_threads(cfg, im.opts.max_threads);
+    fuse_loop_cfg_set_idle_threads(cfg, 2);
+    fuse_session_loop_mt(im.se, cfg);
+    fuse_loop_cfg_destroy(cfg);
+  });
+  // Only now: a stat of the mountpoint is a request the loop must answer.
+  struct stat st {};
+  if (::stat(mountpoint.c_str(), &st) == 0) im.dev = st.st_dev;
+  // The kernel's default readahead (128 KiB) makes a sequential reader pay one round trip per
+  // 128 KiB; a larger window lets it ask for whole spans.
+  if (opts.read_ahead_kb && im.dev) {
+    std::string bdi = "/sys/class/bdi/" + std::to_string(major(im.dev)) + ":" +
+                      std::to_string(minor(im.dev)) + "/read_ahead_kb";
+    if (FILE* f = std::fopen(bdi.c_str(), "w")) {
+      std::fprintf(f, "%u", opts.read_ahead_kb);
+      std::fclose(f);
+    }
+  }
+}
+
+FuseLayerMount::~FuseLayerMount() {
+  Impl& im = *impl_;
+  fuse_session_exit(im.se);
+  // A plain umount ends the connection (the loop's reads fail with ENODEV); if the filesystem is
+  // busy, detach it and abort the connection so the loop threads return.
+  if (::umount2(im.mountpoint.c_str(), 0) != 0) {
+    ::umount2(im.mountpoint.c_str(), MNT_DETACH);
+    if (im.dev) AbortConnection(im.dev, im.log);
+  }
+  auto done = std::async(std::launch::async, [&im] { im.loop.join(); });
+  if (done.wait_for(std::chrono::seconds(3)) != std::future_status::ready) {
+    if (im.dev) AbortConnection(im.dev, im.log);
+    done.wait();
+  }
+  fuse_session_unmount(im.se);  // closes the device fd; the mount itself is gone already
+  fuse_session_destroy(im.se);
+}
+
+const std::string& FuseLayerMount::mountpoint() const {
+  return impl_->mountpoint;
+}
+
+FuseLayerStats FuseLayerMount::Stats() const {
+  return {impl_->lookups.load(), impl_->reads.load(), impl_->bytes_read.load(),
+          impl_->errors.load()};
+}
+
+}  // namespace lazysnap::lazy
