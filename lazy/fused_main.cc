@@ -1,0 +1,132 @@
+// lazysnap-fused: serves lazy layers over FUSE for lazysnapd. A process of its own so that
+// lazysnapd can restart (upgrade, crash, kill -9) without breaking reads of running containers:
+// their overlays' lower layers are this daemon's FUSE mounts. It reads the [lazy] section of
+// lazysnapd's config and answers the control protocol of lazy/control.h:
+//   {"op":"prepare", image_ref, manifest_digest, layer_digest} -> {"indexed": bool}
+//   {"op":"mount", ..., "mountpoint"}    {"op":"unmount", "mountpoint"}
+//   {"op":"status"} -> per-layer bytes fetched / served / cache hits      {"op":"ping"}
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/log.h"
+#include "lazy/control.h"
+#include "lazy/layer_service.h"
+#include "snapshotter/config.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/lazysnap/config.toml";
+
+void Usage(FILE* out) {
+  std::fprintf(out,
+               "usage: lazysnap-fused [--config FILE] [--socket SOCKET] [--log-level LEVEL]\n"
+               "  --config FILE     lazysnapd's TOML config; its [lazy] section (default %s)\n"
+               "  --socket SOCKET   control socket (overrides lazy.socket)\n"
+               "  --log-level L     debug|info|warn|error\n",
+               kDefaultConfig);
+}
+
+std::string Str(const nlohmann::json& req, const char* key) {
+  auto it = req.find(key);
+  if (it == req.end() || !it->is_string() || it->get<std::string>().empty())
+    throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument,
+                          std::string("request needs a string \"") + key + "\"");
+  return it->get<std::string>();
+}
+
+lazysnap::lazy::LayerRef Ref(const nlohmann::json& req) {
+  return {Str(req, "image_ref"), Str(req, "manifest_digest"), Str(req, "layer_digest")};
+}
+
+int Run(int argc, char** argv) {
+  std::string config_path = kDefaultConfig, socket, level;
+  bool config_given = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto need = [&]() -> std::string {
+      if (i + 1 >= argc)
+        throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--config") {
+      config_path = need();
+      config_given = true;
+    } else if (a == "--socket") {
+      socket = need();
+    } else if (a == "--log-level") {
+      level = need();
+    } else if (a == "-h" || a == "--help") {
+      Usage(stdout);
+      return 0;
+    } else {
+      Usage(stderr);
+      throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, "unknown argument " + a);
+    }
+  }
+  auto cfg = lazysnap::snapshotter::LoadDaemonConfig(config_path, config_given);
+  const auto& lz = cfg.lazy;
+  if (!socket.empty()) cfg.lazy.socket = socket;
+  lazysnap::Logger log(level.empty() ? cfg.log_level : lazysnap::ParseLogLevel(level));
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  lazysnap::lazy::LayerServiceOptions so;
+  so.root = lz.root;
+  so.cache_dir = lz.cache_dir;
+  so.cache_max_bytes = static_cast<uint64_t>(lz.cache_max_mb) << 20;
+  so.registry.hosts_dir = lz.hosts_dir;
+  so.registry.docker_config = lz.docker_config;
+  so.plain_http = lz.plain_http;
+  so.read_timeout = std::chrono::seconds(lz.read_timeout_s);
+  so.fuse_threads = static_cast<unsigned>(lz.fuse_threads);
+  so.span_cache_bytes = static_cast<uint64_t>(lz.span_cache_mb) << 20;
+  lazysnap::MakeDirs(lz.root, 0700);
+  auto slash = lz.socket.rfind('/');
+  if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));
+  lazysnap::lazy::LayerService service(so, log);
+
+  lazysnap::lazy::ControlServer server(
+      lz.socket,
+      [&](const nlohmann::json& req) -> nlohmann::json {
+        std::string op = Str(req, "op");
+        if (op == "ping") return nlohmann::json::object();
+        if (op == "status") return service.Status();
+        if (op == "prepare") return {{"indexed", service.Prepare(Ref(req))}};
+        if (op == "mount") {
+          service.Mount(Ref(req), Str(req, "mountpoint"));
+          return nlohmann::json::object();
+        }
+        if (op == "unmount") {
+          service.Unmount(Str(req, "mountpoint"));
+          return nlohmann::json::object();
+        }
+        throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, "unknown op \"" + op + "\"");
+      },
+      log);
+  log.Info("lazysnap-fused serving",
+           {{"socket", lz.socket}, {"root", lz.root}, {"cache", lz.cache_dir}});
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log.Info("lazysnap-fused stopping", {{"signal", std::to_string(sig)}});
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lazysnap-fused: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,277 @@
+#include "lazy/layer_service.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "erofs/reader.h"
+#include "fetcher/chunk_cache.h"
+#include "fetcher/multi_http.h"
+#include "fetcher/range_fetcher.h"
+#include "labels/digest.h"
+#include "labels/reference.h"
+#include "lazy/fuse_layer.h"
+#include "lazy/index_artifact.h"
+#include "lazy/layer_index.h"
+#include "lazy/tar_source.h"
+
+namespace lazysnap::lazy {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Hex(const std::string& digest) {
+  return digest.starts_with("sha256:") ? digest.substr(7) : digest;
+}
+
+// Whether something is mounted exactly at `path` (a stale FUSE mount of a killed server too).
+bool IsMountPoint(const std::string& path) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    // fields: id parent major:minor root mountpoint ...
+    size_t p = 0;
+    for (int i = 0; i < 4 && p != std::string::npos; ++i) p = line.find(' ', p + 1);
+    if (p == std::string::npos) continue;
+    size_t e = line.find(' ', p + 1);
+    if (line.substr(p + 1, e - p - 1) == path) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct LayerService::Impl {
+  LayerServiceOptions opts;
+  const Logger& log;
+  std::unique_ptr<fetcher::ChunkCache> cache;
+  std::unique_ptr<fetcher::MultiHttp> http;
+
+  struct Mounted {
+    LayerRef ref;
+    std::shared_ptr<fetcher::RangeFetcher> fetcher;
+    std::shared_ptr<TarSource> source;
+    std::unique_ptr<FuseLayerMount> fuse;
+  };
+  mutable std::mutex mu;  // mounts
+  std::map<std::string, Mounted> mounts;
+
+  std::mutex lookup_mu;  // index lookups and downloads
+  struct Lookup {
+    IndexedLayers layers;
+    Clock::time_point at;
+  };
+  std::map<std::string, Lookup> lookups;  // manifest digest -> its artifact's layers
+
+  Impl(const LayerServiceOptions& o, const Logger& l) : opts(o), log(l) {}
+
+  std::string IndexPath(const std::string& layer) const {
+    return opts.root + "/indexes/" + Hex(layer) + ".idx";
+  }
+
+  fetcher::RegistryOptions RegistryFor(const labels::Reference& ref) const {
+    fetcher::RegistryOptions r = opts.registry;
+    r.plain_http = std::find(opts.plain_http.begin(), opts.plain_http.end(), ref.domain) !=
+                   opts.plain_http.end();
+    r.log = &log;
+    return r;
+  }
+
+  void SaveTable() {  // under mu
+    nlohmann::json t = nlohmann::json::array();
+    for (const auto& [mp, m] : mounts) {
+      t.push_back({{"mountpoint", mp},
+                   {"image_ref", m.ref.image_ref},
+                   {"manifest_digest", m.ref.manifest_digest},
+                   {"layer_digest", m.ref.layer_digest}});
+    }
+    WriteFileAtomic(opts.root + "/mounts.json", t.dump(1) + "\n", 0600);
+  }
+
+  Mounted MountLayer(const LayerRef& ref, const std::string& mountpoint) {
+    std::string path = IndexPath(ref.layer_digest);
+    if (!PathExists(path)) {
+      throw Error(ErrorCode::kNotFound, "no index for layer " + ref.layer_digest);
+    }
+    LayerIndex idx = DecodeLayerIndex(ReadFile(path));
+    if (idx.layer_digest != ref.layer_digest) {
+      throw Error(ErrorCode::kDataLoss, "index " + path + " is for layer " + idx.layer_digest);
+    }
+    if (idx.chunk_size != cache->chunk_size()) {
+      throw Error(ErrorCode::kFailedPrecondition,
+                  "layer " + ref.layer_digest + ": index chunk size " +
+                      std::to_string(idx.chunk_size) + " differs from the cache's " +
+                      std::to_string(cache->chunk_size()) +
+                      " (re-run `lazysnap index` or use a cache with that chunk size)");
+    }
+    labels::Reference image = labels::ParseReference(ref.image_ref);
+    auto client = std::make_shared<fetcher::RegistryClient>(image, RegistryFor(image));
+    fetcher::RangeFetcherOptions ro;
+    ro.chunk_digests = idx.chunk_digests;
+    ro.attempts = 2;
+    ro.request_timeout_ms = 30000;
+    Mounted m;
+    m.ref = ref;
+    m.fetcher = std::make_shared<fetcher::RangeFetcher>(client, ref.layer_digest, idx.layer_size,
+                                                        *cache, *http, ro);
+    TarSourceOptions to;
+    to.span_cache_bytes = opts.span_cache_bytes;
+    to.unavailable_timeout = opts.read_timeout;
+    m.source = std::make_shared<TarSource>(m.fetcher, idx.compression, idx.tar_size,
+                                           std::move(idx.checkpoints), to);
+    auto reader = erofs::Reader::Open(
+        std::make_shared<erofs::MemoryBlockSource>(std::move(idx.erofs_image)), {m.source});
+    FuseLayerOptions fo;
+    fo.max_threads = opts.fuse_threads;
+    fo.fsname = "lazysnap:" + Hex(ref.layer_digest).substr(0, 12);
+    fo.ino_base = std::stoull(Hex(ref.layer_digest).substr(0, 5), nullptr, 16) << 40;
+    m.fuse = std::make_unique<FuseLayerMount>(mountpoint, std::move(reader), fo, log);
+    return m;
+  }
+
+  void Restore() {
+    std::string table = opts.root + "/mounts.json";
+    if (!PathExists(table)) return;
+    auto t = nlohmann::json::parse(ReadFile(table), nullptr, false);
+    if (!t.is_array()) {
+      log.Warn("mount table unreadable; starting with no mounts", {{"path", table}});
+      return;
+    }
+    std::lock_guard lock(mu);
+    for (const auto& e : t) {
+      if (!e.is_object()) continue;
+      std::string mp = e.value("mountpoint", "");
+      LayerRef ref{e.value("image_ref", ""), e.value("manifest_digest", ""),
+                   e.value("layer_digest", "")};
+      struct stat st;
+      if (mp.empty()) continue;
+      // A mount of the previous server is dead (ENOTCONN); detach it before mounting anew.
+      if (IsMountPoint(mp)) ::umount2(mp.c_str(), MNT_DETACH);
+      if (::stat(mp.c_str(), &st) != 0) {
+        log.Info("lazy mount dropped: its directory is gone", {{"mountpoint", mp}});
+        continue;
+      }
+      try {
+        mounts.emplace(mp, MountLayer(ref, mp));
+        log.Info("lazy mount restored", {{"mountpoint", mp}, {"layer", ref.layer_digest}});
+      } catch (const std::exception& ex) {
+        log.Warn("lazy mount not restored", {{"mountpoint", mp}, {"error", ex.what()}});
+      }
+    }
+    SaveTable();
+  }
+};
+
+LayerService::LayerService(const LayerServiceOptions& opts, const Logger& log)
+    : impl_(std::make_unique<Impl>(opts, log)) {
+  MakeDirs(opts.root + "/indexes", 0700);
+  fetcher::ChunkCacheOptions co;
+  co.dir = opts.cache_dir;
+  co.max_bytes = opts.cache_max_bytes;
+  impl_->cache = std::make_unique<fetcher::ChunkCache>(co);
+  impl_->http = std::make_unique<fetcher::MultiHttp>(8);
+  impl_->Restore();
+}
+
+LayerService::~LayerService() {
+  std::lock_guard lock(impl_->mu);
+  impl_->mounts.clear();  // FUSE mounts first: they read through the fetchers and the cache
+}
+
+bool LayerService::Prepare(const LayerRef& layer) {
+  auto& im = *impl_;
+  labels::ParseDigest(layer.layer_digest, "layer digest");
+  labels::ParseDigest(layer.manifest_digest, "manifest digest");
+  std::lock_guard lock(im.lookup_mu);
+  if (PathExists(im.IndexPath(layer.layer_digest))) return true;
+  auto it = im.lookups.find(layer.manifest_digest);
+  if (it == im.lookups.end() || Clock::now() - it->second.at > im.opts.negative_ttl) {
+    labels::Reference image = labels::ParseReference(layer.image_ref);
+    fetcher::RegistryClient client(image, im.RegistryFor(image));
+    Impl::Lookup l{FindIndexArtifact(client, layer.manifest_digest), Clock::now()};
+    it = im.lookups.insert_or_assign(layer.manifest_digest, std::move(l)).first;
+  }
+  auto found = it->second.layers.find(layer.layer_digest);
+  if (found == it->second.layers.end()) return false;
+  labels::Reference image = labels::ParseReference(layer.image_ref);
+  fetcher::RegistryClient client(image, im.RegistryFor(image));
+  std::string blob = client.FetchBlobToString(found->second.digest, 1ull << 30);  // verified
+  LayerIndex idx = DecodeLayerIndex(blob);  // refuse a corrupt index before keeping it
+  if (idx.layer_digest != layer.layer_digest) {
+    throw Error(ErrorCode::kDataLoss, "index blob " + found->second.digest + " indexes layer " +
+                                          idx.layer_digest + ", not " + layer.layer_digest);
+  }
+  WriteFileAtomic(im.IndexPath(layer.layer_digest), blob, 0600);
+  im.log.Info("layer index downloaded", {{"layer", layer.layer_digest},
+                                         {"index", found->second.digest},
+                                         {"bytes", std::to_string(blob.size())}});
+  return true;
+}
+
+void LayerService::Mount(const LayerRef& layer, const std::string& mountpoint) {
+  auto& im = *impl_;
+  if (mountpoint.empty() || mountpoint.front() != '/')
+    throw Error(ErrorCode::kInvalidArgument, "mountpoint must be absolute: " + mountpoint);
+  std::lock_guard lock(im.mu);
+  if (auto it = im.mounts.find(mountpoint); it != im.mounts.end()) {
+    if (it->second.ref.layer_digest == layer.layer_digest) return;
+    throw Error(ErrorCode::kAlreadyExists,
+                mountpoint + " already serves layer " + it->second.ref.layer_digest);
+  }
+  im.mounts.emplace(mountpoint, im.MountLayer(layer, mountpoint));
+  im.SaveTable();
+  im.log.Info("lazy layer mounted", {{"mountpoint", mountpoint}, {"layer", layer.layer_digest}});
+}
+
+void LayerService::Unmount(const std::string& mountpoint) {
+  auto& im = *impl_;
+  std::lock_guard lock(im.mu);
+  auto it = im.mounts.find(mountpoint);
+  if (it == im.mounts.end()) return;
+  im.mounts.erase(it);
+  im.SaveTable();
+  im.log.Info("lazy layer unmounted", {{"mountpoint", mountpoint}});
+}
+
+nlohmann::json LayerService::Status() const {
+  auto& im = *impl_;
+  nlohmann::json layers = nlohmann::json::array();
+  {
+    std::lock_guard lock(im.mu);
+    for (const auto& [mp, m] : im.mounts) {
+      auto f = m.fetcher->Stats();
+      auto s = m.source->Stats();
+      auto u = m.fuse->Stats();
+      layers.push_back({{"mountpoint", mp},
+                        {"layer", m.ref.layer_digest},
+                        {"image", m.ref.image_ref},
+                        {"bytes_fetched", f.bytes_fetched},
+                        {"requests", f.requests},
+                        {"chunks_fetched", f.chunks_fetched},
+                        {"chunk_hits", f.chunk_hits},
+                        {"bytes_served", u.bytes_read},
+                        {"file_reads", u.reads},
+                        {"spans_inflated", s.spans_inflated},
+                        {"span_hits", s.span_hits},
+                        {"readahead_spans", s.readahead_spans},
+                        {"fuse_errors", u.errors}});
+    }
+  }
+  auto c = im.cache->Stats();
+  return {{"layers", layers},
+          {"cache",
+           {{"hits", c.hits},
+            {"misses", c.misses},
+            {"bytes_used", c.bytes_used},
+            {"max_bytes", c.max_bytes},
+            {"bytes_fetched", c.bytes_fetched},
+            {"evictions", c.evictions}}}};
+}
+
+}  // namespace lazysnap::lazy

@@ -1,0 +1,69 @@
+// The core of lazysnap-fused: finds layer indexes (local store, else the registry's index
+// artifact), mounts indexed layers lazily over FUSE and keeps them served, remembers its mounts
+// across its own restarts, and reports per-layer statistics. Socket-free so tests drive it
+// directly; lazysnap-fused wraps it in the control protocol (lazy/control.h).
+//
+// State under `root`: indexes/<hex>.idx (encoded layer indexes, keyed by the layer they index:
+// the index depends only on the layer's bytes, so every image sharing a layer shares it) and
+// mounts.json (what is mounted where, rewritten atomically on every change).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "fetcher/registry_client.h"
+
+namespace lazysnap::lazy {
+
+struct LayerServiceOptions {
+  std::string root;
+  std::string cache_dir;
+  uint64_t cache_max_bytes = 10ull << 30;
+  fetcher::RegistryOptions registry;    // per-registry plain_http is decided by `plain_http`
+  std::vector<std::string> plain_http;  // registry hosts reached over http
+  std::chrono::milliseconds read_timeout{60000};
+  unsigned fuse_threads = 8;
+  uint64_t span_cache_bytes = 64ull << 20;  // inflated spans kept in memory, per mounted layer
+  std::chrono::seconds negative_ttl{30};    // how long "this image has no index" is remembered
+};
+
+struct LayerRef {
+  std::string image_ref;        // as in cri.image-ref, e.g. "127.0.0.1:5000/app:v1"
+  std::string manifest_digest;  // the image manifest the layer belongs to
+  std::string layer_digest;     // compressed blob digest
+};
+
+class LayerService {
+ public:
+  // Opens the chunk cache (one owner per cache: Error(kFailedPrecondition) if another daemon has
+  // it) and remounts what mounts.json lists.
+  LayerService(const LayerServiceOptions& opts, const Logger& log);
+  ~LayerService();  // unmounts everything
+  LayerService(const LayerService&) = delete;
+  LayerService& operator=(const LayerService&) = delete;
+
+  // True when the layer has an index (downloaded now if needed). Registry errors while looking
+  // for one propagate (callers fall back to a native unpack).
+  bool Prepare(const LayerRef& layer);
+  // Mounts the indexed layer at `mountpoint` (an existing, empty directory). Idempotent for the
+  // same layer at the same place. Error(kNotFound) without an index.
+  void Mount(const LayerRef& layer, const std::string& mountpoint);
+  // Unmounts and forgets `mountpoint`; a mountpoint it does not know is not an error.
+  void Unmount(const std::string& mountpoint);
+
+  // {"layers": [{mountpoint, layer, image, bytes_fetched, requests, chunk_hits, bytes_served,
+  //   file_reads, spans_inflated, span_hits, readahead_spans, fuse_errors}...], "cache": {...}}
+  nlohmann::json Status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace lazysnap::lazy
