@@ -55,6 +55,55 @@ std::string OneOf(const std::string& value, const std::set<std::string>& allowed
   return value;
 }
 
+int64_t GetInt(const toml::table& t, const std::string& key, const std::string& where,
+               const std::string& origin, int64_t fallback, int64_t min) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return fallback;
+  if (!n->is_integer()) Fail(origin, "\"" + where + key + "\" must be an integer");
+  int64_t v = *n->value<int64_t>();
+  if (v < min) Fail(origin, "\"" + where + key + "\" must be at least " + std::to_string(min));
+  return v;
+}
+
+std::vector<std::string> GetStrings(const toml::table& t, const std::string& key,
+                                    const std::string& where, const std::string& origin) {
+  std::vector<std::string> out;
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return out;
+  const toml::array* a = n->as_array();
+  if (a == nullptr) Fail(origin, "\"" + where + key + "\" must be an array of strings");
+  for (const auto& el : *a) {
+    auto v = el.value<std::string>();
+    if (!el.is_string() || !v) Fail(origin, "\"" + where + key + "\" must be an array of strings");
+    out.push_back(*v);
+  }
+  return out;
+}
+
+LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
+  RejectUnknown(t,
+                {"enable", "socket", "root", "cache_dir", "cache_max_mb", "hosts_dir",
+                 "docker_config", "plain_http", "read_timeout_s", "fuse_threads", "span_cache_mb"},
+                "lazy.", origin);
+  LazySettings l;
+  l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
+  l.socket = GetString(t, "socket", origin, l.socket);
+  l.root = GetString(t, "root", origin, l.root);
+  l.cache_dir = GetString(t, "cache_dir", origin, l.cache_dir);
+  l.cache_max_mb = GetInt(t, "cache_max_mb", "lazy.", origin, l.cache_max_mb, 64);
+  l.hosts_dir = GetString(t, "hosts_dir", origin, l.hosts_dir);
+  l.docker_config = GetString(t, "docker_config", origin, l.docker_config);
+  l.plain_http = GetStrings(t, "plain_http", "lazy.", origin);
+  l.read_timeout_s = GetInt(t, "read_timeout_s", "lazy.", origin, l.read_timeout_s, 1);
+  l.fuse_threads = GetInt(t, "fuse_threads", "lazy.", origin, l.fuse_threads, 1);
+  l.span_cache_mb = GetInt(t, "span_cache_mb", "lazy.", origin, l.span_cache_mb, 8);
+  for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
+    if (p->empty() || p->front() != '/')
+      Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");
+  }
+  return l;
+}
+
 ProxySettings ParseProxy(const toml::table& t, const std::string& origin) {
   RejectUnknown(t, {"enable", "fallback", "mount_type", "override"}, "proxy.", origin);
   ProxySettings p;
@@ -92,7 +141,7 @@ DaemonConfig ParseDaemonConfig(const std::string& text, const std::string& origi
     Fail(origin,
          std::string(e.description()) + " at line " + std::to_string(e.source().begin.line));
   }
-  RejectUnknown(t, {"root", "address", "log_level", "proxy"}, "", origin);
+  RejectUnknown(t, {"root", "address", "log_level", "proxy", "lazy"}, "", origin);
   DaemonConfig c;
   c.root = GetString(t, "root", origin, c.root);
   c.address = GetString(t, "address", origin, c.address);
@@ -105,6 +154,10 @@ DaemonConfig ParseDaemonConfig(const std::string& text, const std::string& origi
   if (const toml::node* p = t.get("proxy")) {
     if (!p->is_table()) Fail(origin, "\"proxy\" must be a table ([proxy])");
     c.proxy = ParseProxy(*p->as_table(), origin);
+  }
+  if (const toml::node* p = t.get("lazy")) {
+    if (!p->is_table()) Fail(origin, "\"lazy\" must be a table ([lazy])");
+    c.lazy = ParseLazy(*p->as_table(), origin);
   }
   if (c.root.empty() || c.root.front() != '/') Fail(origin, "\"root\" must be an absolute path");
   if (c.address.empty() || c.address.front() != '/')

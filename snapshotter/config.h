@@ -2,6 +2,7 @@
 // types are startup errors naming the key, so a typo never silently falls back to a default.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,11 +23,29 @@ struct ProxySettings {
   std::vector<Override> overrides;  // [[proxy.override]], first match wins
 };
 
+// [lazy]: layers that have an index (`lazysnap index`) are mounted lazily: their contents are
+// served on demand by lazysnap-fused, a separate process so that restarting lazysnapd never
+// breaks a running container's reads. Both daemons read this section.
+struct LazySettings {
+  bool enable = false;
+  std::string socket = "/run/lazysnap/fused.sock";    // lazysnap-fused's control socket
+  std::string root = "/var/lib/lazysnap/lazy";        // layer indexes and the mount table
+  std::string cache_dir = "/var/lib/lazysnap/cache";  // chunk cache (compressed layer bytes)
+  int64_t cache_max_mb = 10240;
+  std::string hosts_dir = "/etc/containerd/certs.d";  // containerd-style hosts.toml per registry
+  std::string docker_config;                          // credentials ("auths"); empty: none
+  std::vector<std::string> plain_http;  // registries reached over http, e.g. "127.0.0.1:5000"
+  int64_t read_timeout_s = 60;  // reads wait this long for an unreachable registry, then EIO
+  int64_t fuse_threads = 8;
+  int64_t span_cache_mb = 128;  // inflated spans kept in memory, per daemon
+};
+
 struct DaemonConfig {
   std::string root = "/var/lib/lazysnap";               // snapshots, metadata.db
   std::string address = "/run/lazysnap/lazysnap.sock";  // gRPC unix socket containerd dials
   LogLevel log_level = LogLevel::kInfo;
   ProxySettings proxy;
+  LazySettings lazy;
 };
 
 // Parses TOML text; `origin` names the file in errors. Throws Error(kInvalidArgument).

@@ -33,6 +33,11 @@ class LayerPlanner {
   // Throws lazysnap::Error (kInvalidArgument for malformed labels, kFailedPrecondition when the
   // configured fallback is "error") to refuse the Prepare.
   virtual LayerPlan Plan(const PrepareRequest& req) = 0;
+  // Lazy layers: makes the layer's contents appear at `fs_dir` (the new committed snapshot's fs
+  // dir) before its metadata row commits. Throwing makes the Prepare fall back to a native unpack.
+  virtual void Materialize(const LayerPlan& /*plan*/, const std::string& /*fs_dir*/) {}
+  // Lazy layers: called before the snapshot's directory is removed. Must not throw.
+  virtual void Release(const std::string& /*fs_dir*/) noexcept {}
 };
 
 class RemoteMountBuilder {

@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "snapshotter/config.h"
 #include "snapshotter/grpc_service.h"
+#include "snapshotter/lazy_layers.h"
 #include "snapshotter/remote_layers.h"
 #include "snapshotter/snapshotter.h"
 
@@ -76,7 +77,8 @@ int Run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  lazysnap::snapshotter::ProxyLayerPlanner planner(cfg.proxy, log);
+  lazysnap::snapshotter::ProxyLayerPlanner proxy_planner(cfg.proxy, log);
+  lazysnap::snapshotter::LazyLayerPlanner planner(proxy_planner, cfg.lazy, log);
   lazysnap::snapshotter::KataMountBuilder kata_mounts(cfg.proxy.mount_type);
   lazysnap::snapshotter::Snapshotter sn(
       {.root = cfg.root, .overlay = {}, .planner = &planner, .remote_mounts = &kata_mounts}, log);
@@ -98,6 +100,7 @@ int Run(int argc, char** argv) {
   log.Info("lazysnapd serving", {{"address", cfg.address},
                                  {"root", cfg.root},
                                  {"proxy", cfg.proxy.enable ? "enabled" : "disabled"},
+                                 {"lazy", cfg.lazy.enable ? cfg.lazy.socket : "disabled"},
                                  {"fallback", cfg.proxy.fallback}});
 
   std::thread waiter([&] {

@@ -85,6 +85,7 @@ std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key
     if (!parent.empty()) parent_rec = store_->Get(parent);
     PrepareRequest req{kind, key, parent, labels, parent_rec ? &*parent_rec : nullptr};
     plan = opts_.planner->Plan(req);
+    // Returns only when a lazy layer could not be materialised: unpack it natively then.
     if (plan.mode != LayerMode::kNative) CommitRemote(req, plan);
   }
   SqliteTxn txn(store_->db());
@@ -140,8 +141,29 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
   SqliteTxn txn(store_->db());
   SnapshotRecord rec =
       store_->Create(name, req.parent, Kind::kCommitted, plan.mode, plan.remote_labels, NowNanos());
-  // An empty fs dir keeps overlay lowerdir chains well-formed for anyone who mounts them.
-  CommitWithDir(txn, rec.id, false);
+  if (plan.mode == LayerMode::kLazy) {
+    // The layer's lazy mount sits on the snapshot's fs dir, so overlay chains treat it like any
+    // unpacked layer. Mounted before the row commits: a failure leaves no record behind.
+    MakeSnapshotDir(rec.id, false);
+    std::string fs_dir = SnapshotDir(rec.id) + "/fs";
+    try {
+      opts_.planner->Materialize(plan, fs_dir);
+      txn.Commit();
+    } catch (const std::exception& e) {
+      opts_.planner->Release(fs_dir);
+      try {
+        RemoveTree(SnapshotDir(rec.id));
+      } catch (const std::exception& e2) {
+        log_.Warn("snapshot directory left for cleanup", {{"error", e2.what()}});
+      }
+      log_.Warn("lazy layer could not be mounted; unpacking natively",
+                {{"key", req.key}, {"name", name}, {"error", e.what()}});
+      return;
+    }
+  } else {
+    // An empty fs dir keeps overlay lowerdir chains well-formed for anyone who mounts them.
+    CommitWithDir(txn, rec.id, false);
+  }
   log_.Info("remote layer committed", {{"key", req.key},
                                        {"name", name},
                                        {"parent", req.parent},
@@ -155,7 +177,7 @@ std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
   bool remote = false;
   for (const auto& a : chain) {
     parents.push_back(SnapshotDir(a.id) + "/fs");
-    remote = remote || a.mode != LayerMode::kNative;
+    remote = remote || a.mode == LayerMode::kProxy;  // lazy layers' fs dirs hold their mounts
   }
   std::string dir = SnapshotDir(rec.id);
   if (remote) {
@@ -204,12 +226,20 @@ void Snapshotter::Commit(const std::string& name, const std::string& key, const 
 void Snapshotter::Remove(const std::string& key) {
   std::lock_guard lock(mu_);
   int64_t id;
+  LayerMode mode;
   {
     SqliteTxn txn(store_->db());
     SnapshotRecord rec = store_->GetOrThrow(key);
     id = rec.id;
+    mode = rec.mode;
     store_->Delete(rec.id, key);
     txn.Commit();
+  }
+  if (mode == LayerMode::kLazy && opts_.planner) {
+    opts_.planner->Release(SnapshotDir(id) + "/fs");
+    // Whatever lazysnap-fused could not take down (it is not running, or its mount died with it)
+    // is detached here, so removing the directory never descends into a lazy mount.
+    UnmountAllBelow(SnapshotDir(id));
   }
   // Rename first so a crash mid-removal leaves a name Cleanup recognises as unowned.
   std::string dir = SnapshotDir(id);

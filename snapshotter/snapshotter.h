@@ -57,8 +57,9 @@ class Snapshotter {
   // Creates snapshot `id`'s directory, then commits `txn`; removes the directory if that fails.
   void CommitWithDir(SqliteTxn& txn, int64_t id, bool with_work);
   // Records a remote layer as a committed snapshot and throws Error(kAlreadyExists): the
-  // remote-snapshot protocol's answer, after which containerd finds it with List + Stat.
-  [[noreturn]] void CommitRemote(const PrepareRequest& req, const LayerPlan& plan);
+  // remote-snapshot protocol's answer, after which containerd finds it with List + Stat. Returns
+  // (having recorded nothing) only when a lazy layer could not be mounted.
+  void CommitRemote(const PrepareRequest& req, const LayerPlan& plan);
 
   SnapshotterOptions opts_;
   const Logger& log_;
