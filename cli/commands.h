@@ -10,7 +10,9 @@ namespace lazysnap::cli {
 int RunBuild(const std::vector<std::string>& args);
 int RunCache(const std::vector<std::string>& args);
 int RunFetch(const std::vector<std::string>& args);
+int RunIndex(const std::vector<std::string>& args);
 int RunInspect(const std::vector<std::string>& args);
+int RunStatus(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);
 
 }  // namespace lazysnap::cli

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "fetcher/registry_client.h"
@@ -21,38 +22,6 @@ namespace {
 constexpr const char* kUsage =
     "usage: lazysnap fetch <ref> [--layer N [--range A-B]] [-o FILE] [--hosts-dir DIR]\n"
     "                      [--plain-http] [--docker-config FILE]\n";
-
-// A one-line progress bar on stderr, redrawn at most 10 times a second, only on a terminal.
-class Progress {
- public:
-  explicit Progress(uint64_t total) : total_(total), tty_(::isatty(2) == 1) {}
-  void Add(uint64_t n) {
-    done_ += n;
-    auto now = std::chrono::steady_clock::now();
-    if (!tty_ || now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    Draw();
-  }
-  void Finish() {
-    if (tty_) {
-      Draw();
-      std::fputc('\n', stderr);
-    }
-  }
-
- private:
-  void Draw() {
-    double f = total_ ? static_cast<double>(done_) / static_cast<double>(total_) : 1.0;
-    int bars = static_cast<int>(f * 30);
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    std::fprintf(stderr, "\r[%-30s] %5.1f%% %8.1f MB %7.1f MB/s", std::string(bars, '#').c_str(),
-                 f * 100, static_cast<double>(done_) / 1e6,
-                 secs > 0 ? static_cast<double>(done_) / 1e6 / secs : 0.0);
-  }
-  uint64_t total_, done_ = 0;
-  bool tty_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_;
-};
 
 }  // namespace
 

@@ -21,8 +21,12 @@ constexpr Command kCommands[] = {
     {"cache", "show or prune the local chunk cache", lazysnap::cli::RunCache},
     {"fetch", "show an image's manifest, fetch a layer or a byte range of it",
      lazysnap::cli::RunFetch},
+    {"index", "index an image's layers for lazy pulls and push the index to its registry",
+     lazysnap::cli::RunIndex},
     {"inspect", "show an EROFS image's tree, or a file's attributes and blob ranges",
      lazysnap::cli::RunInspect},
+    {"status", "show what lazysnap-fused serves (per-layer bytes fetched/served, cache)",
+     lazysnap::cli::RunStatus},
     {"version", "print the version", lazysnap::cli::RunVersion},
 };
 

@@ -1,0 +1,149 @@
+// `lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--hosts-dir DIR] [--plain-http]
+//                 [--docker-config FILE]`
+// Builds the lazy index of every layer of an image (each layer downloaded once, verified, and
+// passed through the EROFS index builder with gzip checkpoints) and pushes the indexes to the
+// image's repository as an OCI artifact whose subject is the image manifest. lazysnap-fused then
+// finds it through the referrers API or the referrers tag schema. zstd layers are skipped (they
+// stay native): containers still start, with those layers unpacked.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+
+#include "cli/commands.h"
+#include "cli/progress.h"
+#include "common/error.h"
+#include "common/temp_dir.h"
+#include "fetcher/registry_client.h"
+#include "labels/reference.h"
+#include "lazy/index_artifact.h"
+#include "lazy/layer_index.h"
+
+namespace lazysnap::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--hosts-dir DIR]\n"
+    "                      [--plain-http] [--docker-config FILE]\n"
+    "  --span BYTES        uncompressed bytes between gzip checkpoints (default 4 MiB)\n"
+    "  --chunk-size BYTES  verification chunk; must equal lazysnap-fused's cache chunk size\n"
+    "                      (default 524288)\n";
+
+uint64_t ParseSize(const std::string& s) {
+  size_t pos = 0;
+  uint64_t v = std::stoull(s, &pos);
+  std::string unit = s.substr(pos);
+  if (unit == "K" || unit == "KiB")
+    v <<= 10;
+  else if (unit == "M" || unit == "MiB")
+    v <<= 20;
+  else if (!unit.empty())
+    throw Error(ErrorCode::kInvalidArgument, "bad size \"" + s + "\"");
+  return v;
+}
+
+}  // namespace
+
+int RunIndex(const std::vector<std::string>& args) {
+  std::string ref_text;
+  fetcher::RegistryOptions opts;
+  lazy::IndexBuildOptions build;
+  try {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      auto next = [&]() -> std::string {
+        if (i + 1 >= args.size()) throw Error(ErrorCode::kInvalidArgument, a + " needs a value");
+        return args[++i];
+      };
+      if (a == "--span") {
+        build.span = ParseSize(next());
+      } else if (a == "--chunk-size") {
+        build.chunk_size = static_cast<uint32_t>(ParseSize(next()));
+      } else if (a == "--hosts-dir") {
+        opts.hosts_dir = next();
+      } else if (a == "--plain-http") {
+        opts.plain_http = true;
+      } else if (a == "--docker-config") {
+        opts.docker_config = next();
+      } else if (a == "-h" || a == "--help") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      } else if (!a.starts_with("-") && ref_text.empty()) {
+        ref_text = a;
+      } else {
+        std::fprintf(stderr, "lazysnap index: unexpected argument \"%s\"\n%s", a.c_str(), kUsage);
+        return 2;
+      }
+    }
+    if (ref_text.empty()) {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    if (opts.docker_config.empty() && std::getenv("HOME")) {
+      opts.docker_config = std::string(std::getenv("HOME")) + "/.docker/config.json";
+    }
+    auto ref = labels::ParseReference(ref_text);
+    fetcher::RegistryClient client(ref, opts);
+    auto img = client.Resolve(ref);
+    TempDir tmp("lazysnap-index");
+    std::vector<std::pair<std::string, std::string>> indexes;
+    uint64_t layer_bytes = 0, index_bytes = 0;
+    const size_t n = img.manifest.layers.size();
+    for (size_t i = 0; i < n; ++i) {
+      const auto& l = img.manifest.layers[i];
+      auto t0 = std::chrono::steady_clock::now();
+      std::string path = tmp / "layer";
+      std::ofstream f;
+      auto open = [&] {
+        f.close();
+        f.open(path, std::ios::binary | std::ios::trunc);
+        if (!f) ThrowErrno("open " + path);
+      };
+      open();
+      Progress progress(l.size, "layer " + std::to_string(i + 1) + "/" + std::to_string(n) + " ");
+      client.FetchBlob(
+          l.digest,
+          [&](long, const char* data, size_t len) {
+            f.write(data, static_cast<std::streamsize>(len));
+            progress.Add(len);
+            return static_cast<bool>(f);
+          },
+          open, l.size);
+      f.close();
+      progress.Finish();
+      try {
+        lazy::LayerIndex idx = lazy::BuildLayerIndex(path, l.digest, build);
+        std::string enc = lazy::EncodeLayerIndex(idx);
+        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::printf(
+            "layer %zu/%zu %s  %llu bytes -> index %llu bytes (%.2f%%), %zu spans, %.1f s\n", i + 1,
+            n, l.digest.c_str(), static_cast<unsigned long long>(l.size),
+            static_cast<unsigned long long>(enc.size()),
+            100.0 * static_cast<double>(enc.size()) / static_cast<double>(l.size ? l.size : 1),
+            idx.checkpoints.size(), secs);
+        std::fflush(stdout);
+        layer_bytes += l.size;
+        index_bytes += enc.size();
+        indexes.emplace_back(l.digest, std::move(enc));
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::kFailedPrecondition) throw;
+        std::printf("layer %zu/%zu %s  not indexed: %s\n", i + 1, n, l.digest.c_str(), e.what());
+      }
+    }
+    if (indexes.empty()) throw Error(ErrorCode::kFailedPrecondition, "no layer could be indexed");
+    std::string digest = lazy::PushIndexArtifact(client, img, indexes);
+    std::printf(
+        "pushed index artifact %s for %s (manifest %s): %zu of %zu layers, %llu bytes "
+        "(%.2f%% of the layers)\n",
+        digest.c_str(), ref.Canonical().c_str(), img.manifest_digest.c_str(), indexes.size(), n,
+        static_cast<unsigned long long>(index_bytes),
+        100.0 * static_cast<double>(index_bytes) /
+            static_cast<double>(layer_bytes ? layer_bytes : 1));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lazysnap index: %s\n", e.what());
+    const auto* le = dynamic_cast<const Error*>(&e);
+    return le && le->code() == ErrorCode::kInvalidArgument ? 2 : 1;
+  }
+}
+
+}  // namespace lazysnap::cli
