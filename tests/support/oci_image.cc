@@ -35,13 +35,17 @@ void OciImageBuilder::AddBusyboxLayer() {
 }
 
 void OciImageBuilder::AddFileLayer(const std::map<std::string, std::string>& files) {
-  std::string src = dir_ / ("layer" + std::to_string(layers_));
+  // unpack + repack rather than `umoci insert`: umoci 0.4.7's insert writes layer tars whose
+  // last entry is cut short (GNU tar: "Unexpected EOF"), which a strict tar reader refuses.
+  std::string bundle = dir_ / "bundle";
+  RunCommandOrThrow({"umoci", "unpack", "--image", layout_dir() + ":img", bundle});
   for (const auto& [path, data] : files) {
-    std::string full = src + "/" + path;
+    std::string full = bundle + "/rootfs/" + path;
     MakeDirs(std::filesystem::path(full).parent_path().string());
     WriteFileAtomic(full, data);
   }
-  RunCommandOrThrow({"umoci", "insert", "--image", layout_dir() + ":img", src, "/"});
+  RunCommandOrThrow({"umoci", "repack", "--image", layout_dir() + ":img", bundle});
+  std::filesystem::remove_all(bundle);
   ++layers_;
 }
 

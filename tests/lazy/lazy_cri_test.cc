@@ -1,0 +1,324 @@
+// Lazy mode end to end on real peers: docker-registry on 127.0.0.1, `lazysnap index`, the real
+// lazysnap-fused and lazysnapd binaries, and containerd's CRI plugin. An image of several layers
+// (~280 MB compressed: busybox, many small files, big random files) is indexed, pulled lazily
+// (no layer blob is downloaded), and a container reads a small file and checksums a big one.
+// The lazily mounted tree equals a native overlayfs pull byte for byte; the registry serves only
+// the byte ranges that were read. Faults: registry outages (reads wait and resume, or fail with
+// EIO after the configured timeout, never wrong bytes) and lazysnapd kill -9 during reads.
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+
+#include <algorithm>
+#include <cstring>
+#include <future>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/process.h"
+#include "common/sha256.h"
+#include "common/temp_dir.h"
+#include "tests/erofs/tree.h"
+#include "tests/support/containerd.h"
+#include "tests/support/cri_client.h"
+#include "tests/support/fused.h"
+#include "tests/support/lazysnapd.h"
+#include "tests/support/oci_image.h"
+#include "tests/support/registry.h"
+
+namespace lazysnap::testing {
+namespace {
+
+constexpr int kReadTimeoutS = 6;
+
+std::string Pseudo(size_t n, uint64_t seed) {
+  std::string s(n, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(&s[i], &x, 8);
+  }
+  return s;
+}
+
+std::string Sha256HexOf(const std::string& s) {
+  return Sha256Hex(s);
+}
+
+struct Layers {
+  std::map<std::string, std::string> small, big1, big2;
+};
+
+class LazyCriTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    registry_ = new Registry();
+    files_ = new Layers;
+    for (int i = 0; i < 1500; ++i) {
+      files_->small["usr/share/many/d" + std::to_string(i % 30) + "/f" + std::to_string(i)] =
+          "small file " + std::to_string(i) + "\n" + std::string(static_cast<size_t>(i % 700), 'x');
+    }
+    files_->small["etc/motd"] = "hello from a lazy layer\n";
+    files_->big1["big/blob1"] = Pseudo(120 << 20, 1);
+    files_->big2["big/blob2"] = Pseudo(80 << 20, 2);
+    files_->big2["big/blob3"] = Pseudo(60 << 20, 3);
+    files_->big2["etc/msg"] = "top layer\n";
+    OciImageBuilder b;
+    b.AddBusyboxLayer();
+    b.AddFileLayer(files_->small);
+    b.AddFileLayer(files_->big1);
+    b.AddFileLayer(files_->big2);
+    b.SetCmd({"/bin/sh"});
+    image_ = new PushedImage(b.Push(registry_->host(), "lazy/app:v1"));
+    auto r = RunCommand({LazysnapCliBinary(), "index", image_->ref, "--plain-http"},
+                        std::chrono::minutes(5));
+    index_output_ = new std::string(r.output);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    delete index_output_;
+    delete image_;
+    delete files_;
+    delete registry_;
+  }
+
+  static Registry* registry_;
+  static Layers* files_;
+  static PushedImage* image_;
+  static std::string* index_output_;
+};
+
+Registry* LazyCriTest::registry_ = nullptr;
+Layers* LazyCriTest::files_ = nullptr;
+PushedImage* LazyCriTest::image_ = nullptr;
+std::string* LazyCriTest::index_output_ = nullptr;
+
+// Layer-blob GET request lines (range or whole) after the first `skip` requests.
+std::vector<std::string> LayerGets(const Registry& reg, const PushedImage& img, size_t skip) {
+  std::vector<std::string> out;
+  auto reqs = reg.Requests();
+  for (size_t i = skip; i < reqs.size(); ++i) {
+    for (const auto& d : img.layer_digests) {
+      if (reqs[i].starts_with("GET ") && reqs[i].find("/blobs/" + d) != std::string::npos)
+        out.push_back(reqs[i]);
+    }
+  }
+  return out;
+}
+
+// Runs `cmd` (a mount command printed by `ctr snapshots view --target`).
+void RunMountCommand(const std::string& printed) {
+  std::string cmd = printed.substr(0, printed.find('\n'));
+  ASSERT_TRUE(cmd.starts_with("mount ")) << printed;
+  erofs::testing::Sh(cmd);
+}
+
+TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
+  EXPECT_NE(index_output_->find("pushed index artifact"), std::string::npos) << *index_output_;
+  FusedProcess fused({registry_->host()}, kReadTimeoutS);
+  LazysnapdProcess daemon(fused.config());
+  Containerd containerd({.snapshotter_socket = daemon.socket(),
+                         .cri = true,
+                         .mirror_host = registry_->host(),
+                         .sandbox_image = registry_->host() + "/pause:none"});
+  size_t before = registry_->Requests().size();
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  EXPECT_TRUE(LayerGets(*registry_, *image_, before).empty())
+      << "the pull downloaded layer bytes: " << LayerGets(*registry_, *image_, before).front();
+
+  // Every layer is served by lazysnap-fused.
+  nlohmann::json st = fused.Status();
+  ASSERT_EQ(st["layers"].size(), image_->layer_digests.size()) << st.dump();
+  std::map<std::string, std::string> mount_of;  // layer digest -> mountpoint
+  for (const auto& l : st["layers"]) mount_of[l["layer"]] = l["mountpoint"];
+  for (const auto& d : image_->layer_digests) EXPECT_TRUE(mount_of.count(d)) << d;
+
+  // A container reads a small file and checksums a big one.
+  size_t before_run = registry_->Requests().size();
+  std::string out =
+      containerd.CtrOrThrow({"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-run-1",
+                             "sh", "-c", "cat /etc/motd /etc/msg; sha256sum /big/blob1"},
+                            300, "k8s.io");
+  EXPECT_NE(out.find("hello from a lazy layer\ntop layer\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos) << out;
+
+  // Only what was read came from the registry: blob1's layer in full, from the top layer only
+  // the range holding /etc/msg (its two big files were never read), and range requests only.
+  st = fused.Status();
+  for (const auto& l : st["layers"]) {
+    std::string d = l["layer"];
+    size_t idx = static_cast<size_t>(
+        std::find(image_->layer_digests.begin(), image_->layer_digests.end(), d) -
+        image_->layer_digests.begin());
+    ASSERT_LT(idx, image_->layer_digests.size());
+    uint64_t size = image_->layer_sizes[idx];
+    uint64_t fetched = l["bytes_fetched"];
+    if (idx == 3) {
+      EXPECT_LT(fetched, size / 10) << "top layer: fetched " << fetched << " of " << size;
+      EXPECT_GT(fetched, 0u);
+    }
+    if (idx == 2) {
+      EXPECT_GE(fetched, size * 9 / 10);
+    }
+    EXPECT_LE(fetched, size + (1 << 20));
+  }
+  for (const auto& r : LayerGets(*registry_, *image_, before_run)) {
+    EXPECT_EQ(r.find("HTTP/1.1\" 200"), std::string::npos) << "whole-blob GET: " << r;
+  }
+
+  // Byte for byte: the lazy tree vs containerd's own overlayfs snapshotter after a full pull.
+  std::string top;
+  for (const auto& l : st["layers"]) {
+    if (l["layer"] == image_->layer_digests.back()) top = l["mountpoint"];
+  }
+  auto info = containerd.CtrOrThrow({"snapshots", "--snapshotter", "lazysnap", "ls"}, 60, "k8s.io");
+  std::string chain;
+  {
+    // The top layer's chain ID: the committed snapshot whose parent is not anyone's parent.
+    std::istringstream in(info);
+    std::string line;
+    std::set<std::string> names, parents;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      std::istringstream f(line);
+      std::string key, parent, kind;
+      f >> key >> parent >> kind;
+      if (kind != "Committed") continue;
+      names.insert(key);
+      parents.insert(parent);
+    }
+    for (const auto& n : names)
+      if (!parents.count(n)) chain = n;
+  }
+  ASSERT_FALSE(chain.empty()) << info;
+  TempDir cmp("lazy-cmp");
+  MakeDirs(cmp / "lazy");
+  MakeDirs(cmp / "native");
+  containerd.CtrOrThrow(
+      {"images", "pull", "--plain-http", "--snapshotter", "overlayfs", image_->ref}, 300,
+      "native-cmp");
+  RunMountCommand(containerd.CtrOrThrow({"snapshots", "--snapshotter", "lazysnap", "view",
+                                         "--target", cmp / "lazy", "cmp-lazy", chain},
+                                        60, "k8s.io"));
+  RunMountCommand(containerd.CtrOrThrow({"snapshots", "--snapshotter", "overlayfs", "view",
+                                         "--target", cmp / "native", "cmp-native", chain},
+                                        60, "native-cmp"));
+  auto want = erofs::testing::Snapshot(cmp / "native");
+  auto got = erofs::testing::Snapshot(cmp / "lazy");
+  ::umount2((cmp / "lazy").c_str(), MNT_DETACH);
+  ::umount2((cmp / "native").c_str(), MNT_DETACH);
+  EXPECT_GT(want.size(), 1500u);
+  auto diff = erofs::testing::Diff(want, got, false);
+  EXPECT_TRUE(diff.empty()) << diff.size() << " differences, first: " << diff.front();
+  containerd.Ctr({"snapshots", "--snapshotter", "lazysnap", "rm", "cmp-lazy"}, 60, "k8s.io");
+
+  // lazysnap status shows the per-layer numbers.
+  auto status = RunCommand({LazysnapCliBinary(), "status", "--socket", fused.socket()});
+  EXPECT_EQ(status.exit_code, 0) << status.output;
+  EXPECT_NE(status.output.find(top), std::string::npos) << status.output;
+}
+
+TEST_F(LazyCriTest, RegistryOutageBlocksThenResumesOrFailsWithEio) {
+  FusedProcess fused({registry_->host()}, kReadTimeoutS);
+  LazysnapdProcess daemon(fused.config());
+  Containerd containerd({.snapshotter_socket = daemon.socket(),
+                         .cri = true,
+                         .mirror_host = registry_->host(),
+                         .sandbox_image = registry_->host() + "/pause:none"});
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  std::string top;
+  nlohmann::json st = fused.Status();
+  for (const auto& l : st["layers"]) {
+    if (l["layer"] == image_->layer_digests.back()) top = l["mountpoint"];
+  }
+  ASSERT_FALSE(top.empty());
+
+  // Outage shorter than the read timeout: the read waits and then returns the right bytes.
+  registry_->Stop();
+  auto reader = std::async(std::launch::async, [&] {
+    return RunCommand({"sha256sum", top + "/big/blob2"}, std::chrono::minutes(3));
+  });
+  EXPECT_EQ(reader.wait_for(std::chrono::seconds(2)), std::future_status::timeout)
+      << "a read completed while the registry was down";
+  registry_->Start();
+  auto r = reader.get();
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big2.at("big/blob2"))), std::string::npos)
+      << r.output;
+
+  // Outage longer than the timeout: EIO after about that long, and no bytes at all.
+  registry_->Stop();
+  auto t0 = std::chrono::steady_clock::now();
+  auto fail = RunCommand({"sha256sum", top + "/big/blob3"}, std::chrono::minutes(3));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  registry_->Start();
+  EXPECT_NE(fail.exit_code, 0) << fail.output;
+  EXPECT_NE(fail.output.find("Input/output error"), std::string::npos) << fail.output;
+  EXPECT_GE(secs, kReadTimeoutS - 1);
+  EXPECT_LT(secs, kReadTimeoutS * 10);
+  // After the registry returns the same file reads correctly (nothing wrong was cached).
+  auto again = RunCommand({"sha256sum", top + "/big/blob3"}, std::chrono::minutes(3));
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find(Sha256HexOf(files_->big2.at("big/blob3"))), std::string::npos);
+}
+
+TEST_F(LazyCriTest, LazysnapdKill9DuringReadsKeepsContainerReading) {
+  FusedProcess fused({registry_->host()}, kReadTimeoutS);
+  LazysnapdProcess daemon(fused.config());
+  Containerd containerd({.snapshotter_socket = daemon.socket(),
+                         .cri = true,
+                         .mirror_host = registry_->host(),
+                         .sandbox_image = registry_->host() + "/pause:none"});
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  // The container starts, then reads two big files while lazysnapd is killed and restarted.
+  auto run = std::async(std::launch::async, [&] {
+    return containerd.Ctr({"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-kill-1",
+                           "sh", "-c", "sleep 2; sha256sum /big/blob1 /big/blob2 /big/blob3"},
+                          300, "k8s.io");
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  daemon.Kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  daemon.Start();
+  auto r = run.get();
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big2.at("big/blob2"))), std::string::npos);
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big2.at("big/blob3"))), std::string::npos);
+  // After the restart the lazy snapshots are still there and new containers start.
+  std::string out = containerd.CtrOrThrow(
+      {"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-kill-2", "cat", "/etc/msg"},
+      120, "k8s.io");
+  EXPECT_NE(out.find("top layer"), std::string::npos) << out;
+}
+
+TEST_F(LazyCriTest, ImageWithoutIndexFallsBackToNative) {
+  OciImageBuilder b;
+  b.AddBusyboxLayer();
+  b.AddFileLayer({{"etc/msg", "not indexed\n"}});
+  PushedImage plain = b.Push(registry_->host(), "lazy/plain:v1");
+  FusedProcess fused({registry_->host()}, kReadTimeoutS);
+  LazysnapdProcess daemon(fused.config());
+  Containerd containerd({.snapshotter_socket = daemon.socket(),
+                         .cri = true,
+                         .mirror_host = registry_->host(),
+                         .sandbox_image = registry_->host() + "/pause:none"});
+  CriImageClient(containerd.address()).Pull(plain.ref);
+  EXPECT_EQ(fused.Status()["layers"].size(), 0u);
+  std::string out = containerd.CtrOrThrow(
+      {"run", "--rm", "--snapshotter", "lazysnap", plain.ref, "lazy-plain-1", "cat", "/etc/msg"},
+      120, "k8s.io");
+  EXPECT_NE(out.find("not indexed"), std::string::npos) << out;
+  EXPECT_NE(daemon.ReadLog().find("unpacking natively"), std::string::npos);
+  // lazysnap-fused down: pulls still work, natively.
+  fused.Stop();
+  CriImageClient(containerd.address()).Remove(plain.ref);
+}
+
+}  // namespace
+}  // namespace lazysnap::testing
