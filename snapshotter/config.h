@@ -37,7 +37,7 @@ struct LazySettings {
   std::vector<std::string> plain_http;  // registries reached over http, e.g. "127.0.0.1:5000"
   int64_t read_timeout_s = 60;  // reads wait this long for an unreachable registry, then EIO
   int64_t fuse_threads = 8;
-  int64_t span_cache_mb = 128;  // inflated spans kept in memory, per daemon
+  int64_t span_cache_mb = 32;  // inflated spans kept in memory, per mounted layer
 };
 
 struct DaemonConfig {

@@ -297,6 +297,32 @@ TEST_F(LazyCriTest, LazysnapdKill9DuringReadsKeepsContainerReading) {
   EXPECT_NE(out.find("top layer"), std::string::npos) << out;
 }
 
+TEST_F(LazyCriTest, FusedRestartRemountsItsLayers) {
+  FusedProcess fused({registry_->host()}, kReadTimeoutS);
+  LazysnapdProcess daemon(fused.config());
+  Containerd containerd({.snapshotter_socket = daemon.socket(),
+                         .cri = true,
+                         .mirror_host = registry_->host(),
+                         .sandbox_image = registry_->host() + "/pause:none"});
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  ASSERT_EQ(fused.Status()["layers"].size(), image_->layer_digests.size());
+  // A crash of lazysnap-fused itself: its mounts die with it; a new one mounts them again from
+  // its table, and new containers start on them.
+  fused.Kill9();
+  fused.Start();
+  nlohmann::json st = fused.Status();
+  EXPECT_EQ(st["layers"].size(), image_->layer_digests.size()) << fused.ReadLog();
+  EXPECT_NE(fused.ReadLog().find("lazy mount restored"), std::string::npos);
+  std::string out = containerd.CtrOrThrow({"run", "--rm", "--snapshotter", "lazysnap", image_->ref,
+                                           "lazy-restart-1", "cat", "/etc/motd"},
+                                          120, "k8s.io");
+  EXPECT_NE(out.find("hello from a lazy layer"), std::string::npos) << out;
+  // A graceful stop unmounts everything it served.
+  fused.Stop();
+  std::string mounts = ReadFile("/proc/self/mounts");
+  EXPECT_EQ(mounts.find(daemon.root() + "/snapshots/"), std::string::npos) << mounts;
+}
+
 TEST_F(LazyCriTest, ImageWithoutIndexFallsBackToNative) {
   OciImageBuilder b;
   b.AddBusyboxLayer();

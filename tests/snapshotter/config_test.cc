@@ -87,5 +87,36 @@ TEST(DaemonConfig, ProxyErrors) {
   ExpectError("proxy = 3\n", "must be a table");
 }
 
+TEST(DaemonConfig, LazySection) {
+  auto d = ParseDaemonConfig("", "t.toml");
+  EXPECT_FALSE(d.lazy.enable);
+  EXPECT_EQ(d.lazy.socket, "/run/lazysnap/fused.sock");
+  EXPECT_EQ(d.lazy.read_timeout_s, 60);
+  auto c = ParseDaemonConfig(
+      "[lazy]\nenable = true\nsocket = \"/run/f.sock\"\nroot = \"/srv/lazy\"\n"
+      "cache_dir = \"/srv/cache\"\ncache_max_mb = 512\nplain_http = [\"127.0.0.1:5000\", "
+      "\"reg:80\"]\nread_timeout_s = 5\nfuse_threads = 2\nspan_cache_mb = 16\n",
+      "t.toml");
+  EXPECT_TRUE(c.lazy.enable);
+  EXPECT_EQ(c.lazy.socket, "/run/f.sock");
+  EXPECT_EQ(c.lazy.root, "/srv/lazy");
+  EXPECT_EQ(c.lazy.cache_dir, "/srv/cache");
+  EXPECT_EQ(c.lazy.cache_max_mb, 512);
+  EXPECT_EQ(c.lazy.plain_http, (std::vector<std::string>{"127.0.0.1:5000", "reg:80"}));
+  EXPECT_EQ(c.lazy.read_timeout_s, 5);
+  EXPECT_EQ(c.lazy.fuse_threads, 2);
+  EXPECT_EQ(c.lazy.span_cache_mb, 16);
+}
+
+TEST(DaemonConfig, LazyErrors) {
+  ExpectError("[lazy]\nenabel = true\n", "unknown key \"lazy.enabel\"");
+  ExpectError("[lazy]\nread_timeout_s = \"5\"\n", "must be an integer");
+  ExpectError("[lazy]\nread_timeout_s = 0\n", "at least 1");
+  ExpectError("[lazy]\nplain_http = \"127.0.0.1\"\n", "array of strings");
+  ExpectError("[lazy]\nplain_http = [1]\n", "array of strings");
+  ExpectError("[lazy]\nsocket = \"rel.sock\"\n", "absolute");
+  ExpectError("lazy = 1\n", "must be a table");
+}
+
 }  // namespace
 }  // namespace lazysnap::snapshotter
