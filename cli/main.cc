@@ -25,8 +25,11 @@ constexpr Command kCommands[] = {
      lazysnap::cli::RunIndex},
     {"inspect", "show an EROFS image's tree, or a file's attributes and blob ranges",
      lazysnap::cli::RunInspect},
+    {"mount", "mount an indexed image read-only and lazily (through lazysnap-fused)",
+     lazysnap::cli::RunMount},
     {"status", "show what lazysnap-fused serves (per-layer bytes fetched/served, cache)",
      lazysnap::cli::RunStatus},
+    {"umount", "unmount what `lazysnap mount` mounted", lazysnap::cli::RunUmount},
     {"version", "print the version", lazysnap::cli::RunVersion},
 };
 

@@ -601,8 +601,8 @@ std::string RegistryClient::Impl::PushBlob(const std::string& data, const std::s
                                              ": the registry answered 202 without a Location");
   }
   std::string url = ResolveLocation(ep.api_root + uploads, location);
-  url +=
-      (url.find('?') == std::string::npos ? "?" : "&") + std::string("digest=") + UrlEncode(digest);
+  url += url.find('?') == std::string::npos ? '?' : '&';
+  url += "digest=" + UrlEncode(digest);
   // No overall timeout: a large blob takes what it takes (a stalled peer still times out).
   auto put = im.SendUrl(ep, url, uploads, {"Content-Type: application/octet-stream"}, "PUT",
                         nullptr, 0, nullptr, data);

@@ -50,6 +50,20 @@ std::string Sha256HexOf(const std::string& s) {
   return Sha256Hex(s);
 }
 
+// lazysnap-fused + lazysnapd (lazy mode on, same [lazy] config) + CRI containerd on `reg`.
+struct LazyStack {
+  explicit LazyStack(const Registry& reg)
+      : fused({reg.host()}, kReadTimeoutS),
+        daemon(fused.config()),
+        containerd({.snapshotter_socket = daemon.socket(),
+                    .cri = true,
+                    .mirror_host = reg.host(),
+                    .sandbox_image = reg.host() + "/pause:none"}) {}
+  FusedProcess fused;
+  LazysnapdProcess daemon;
+  Containerd containerd;
+};
+
 struct Layers {
   std::map<std::string, std::string> small, big1, big2;
 };
@@ -120,12 +134,8 @@ void RunMountCommand(const std::string& printed) {
 
 TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
   EXPECT_NE(index_output_->find("pushed index artifact"), std::string::npos) << *index_output_;
-  FusedProcess fused({registry_->host()}, kReadTimeoutS);
-  LazysnapdProcess daemon(fused.config());
-  Containerd containerd({.snapshotter_socket = daemon.socket(),
-                         .cri = true,
-                         .mirror_host = registry_->host(),
-                         .sandbox_image = registry_->host() + "/pause:none"});
+  LazyStack stack(*registry_);
+  auto& [fused, daemon, containerd] = stack;
   size_t before = registry_->Requests().size();
   CriImageClient(containerd.address()).Pull(image_->ref);
   EXPECT_TRUE(LayerGets(*registry_, *image_, before).empty())
@@ -224,12 +234,8 @@ TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
 }
 
 TEST_F(LazyCriTest, RegistryOutageBlocksThenResumesOrFailsWithEio) {
-  FusedProcess fused({registry_->host()}, kReadTimeoutS);
-  LazysnapdProcess daemon(fused.config());
-  Containerd containerd({.snapshotter_socket = daemon.socket(),
-                         .cri = true,
-                         .mirror_host = registry_->host(),
-                         .sandbox_image = registry_->host() + "/pause:none"});
+  LazyStack stack(*registry_);
+  auto& [fused, daemon, containerd] = stack;
   CriImageClient(containerd.address()).Pull(image_->ref);
   std::string top;
   nlohmann::json st = fused.Status();
@@ -268,12 +274,8 @@ TEST_F(LazyCriTest, RegistryOutageBlocksThenResumesOrFailsWithEio) {
 }
 
 TEST_F(LazyCriTest, LazysnapdKill9DuringReadsKeepsContainerReading) {
-  FusedProcess fused({registry_->host()}, kReadTimeoutS);
-  LazysnapdProcess daemon(fused.config());
-  Containerd containerd({.snapshotter_socket = daemon.socket(),
-                         .cri = true,
-                         .mirror_host = registry_->host(),
-                         .sandbox_image = registry_->host() + "/pause:none"});
+  LazyStack stack(*registry_);
+  auto& [fused, daemon, containerd] = stack;
   CriImageClient(containerd.address()).Pull(image_->ref);
   // The container starts, then reads two big files while lazysnapd is killed and restarted.
   auto run = std::async(std::launch::async, [&] {
@@ -298,12 +300,8 @@ TEST_F(LazyCriTest, LazysnapdKill9DuringReadsKeepsContainerReading) {
 }
 
 TEST_F(LazyCriTest, FusedRestartRemountsItsLayers) {
-  FusedProcess fused({registry_->host()}, kReadTimeoutS);
-  LazysnapdProcess daemon(fused.config());
-  Containerd containerd({.snapshotter_socket = daemon.socket(),
-                         .cri = true,
-                         .mirror_host = registry_->host(),
-                         .sandbox_image = registry_->host() + "/pause:none"});
+  LazyStack stack(*registry_);
+  auto& [fused, daemon, containerd] = stack;
   CriImageClient(containerd.address()).Pull(image_->ref);
   ASSERT_EQ(fused.Status()["layers"].size(), image_->layer_digests.size());
   // A crash of lazysnap-fused itself: its mounts die with it; a new one mounts them again from
@@ -328,12 +326,8 @@ TEST_F(LazyCriTest, ImageWithoutIndexFallsBackToNative) {
   b.AddBusyboxLayer();
   b.AddFileLayer({{"etc/msg", "not indexed\n"}});
   PushedImage plain = b.Push(registry_->host(), "lazy/plain:v1");
-  FusedProcess fused({registry_->host()}, kReadTimeoutS);
-  LazysnapdProcess daemon(fused.config());
-  Containerd containerd({.snapshotter_socket = daemon.socket(),
-                         .cri = true,
-                         .mirror_host = registry_->host(),
-                         .sandbox_image = registry_->host() + "/pause:none"});
+  LazyStack stack(*registry_);
+  auto& [fused, daemon, containerd] = stack;
   CriImageClient(containerd.address()).Pull(plain.ref);
   EXPECT_EQ(fused.Status()["layers"].size(), 0u);
   std::string out = containerd.CtrOrThrow(
