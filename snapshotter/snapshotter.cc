@@ -235,12 +235,8 @@ void Snapshotter::Remove(const std::string& key) {
     store_->Delete(rec.id, key);
     txn.Commit();
   }
-  if (mode == LayerMode::kLazy && opts_.planner) {
-    opts_.planner->Release(SnapshotDir(id) + "/fs");
-    // Whatever lazysnap-fused could not take down (it is not running, or its mount died with it)
-    // is detached here, so removing the directory never descends into a lazy mount.
-    UnmountAllBelow(SnapshotDir(id));
-  }
+  // lazysnap-fused takes its mount down; what it could not (it is not running) RemoveTree detaches.
+  if (mode == LayerMode::kLazy && opts_.planner) opts_.planner->Release(SnapshotDir(id) + "/fs");
   // Rename first so a crash mid-removal leaves a name Cleanup recognises as unowned.
   std::string dir = SnapshotDir(id);
   std::string doomed = opts_.root + "/snapshots/rm-" + std::to_string(id);
