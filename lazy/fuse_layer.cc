@@ -318,6 +318,7 @@ FuseLayerMount::FuseLayerMount(const std::string& mountpoint,
   for (auto& s : argv_s) argv.push_back(s.data());
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   im.se = fuse_session_new(&args, &kOps, sizeof kOps, &im);
+  fuse_opt_free_args(&args);  // libfuse copied what it keeps
   if (im.se == nullptr) {
     throw Error(ErrorCode::kInternal, "fuse_session_new failed for " + mountpoint);
   }
