@@ -24,3 +24,10 @@ cd "$build"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 ctest --output-on-failure -j"$(nproc)" --timeout 600
+
+# The microVM test of the guest agent (qemu + a Debian kernel + an initramfs it builds; installs
+# qemu-system-x86 and linux-image-cloud-amd64 and builds Release binaries in build-vm the first
+# time, then ~15 s a run under TCG): opt in with LAZYSNAP_VM_TEST=1.
+if [[ ${LAZYSNAP_VM_TEST:-0} == 1 ]]; then
+  LAZYSNAP_VM_ACCEL="${LAZYSNAP_VM_ACCEL:-tcg}" bash "$here/scripts/vm-test.sh"
+fi
