@@ -3,29 +3,41 @@
 // a fresh lazysnapd + containerd (CRI plugin on) in temp dirs, so caches start cold.
 //
 // Scenarios: native-overlayfs (baseline: containerd's own snapshotter), native-lazysnap,
-// proxy-lazysnap (host side of a Kata pull: no run on the host). Lazy and guest-agent modes are
-// reported as unavailable until they exist.
+// proxy-lazysnap (host side of a Kata pull: no run on the host), lazy-lazysnap (layers indexed
+// once with `lazysnap index`, untimed, then mounted lazily over FUSE by a fresh lazysnap-fused per
+// run: no layer download, the container's reads fetch byte ranges). The guest-agent mode is
+// reported as unavailable until it exists.
 //
-// usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--layout DIR] [--out DIR]
+// Every host run also records the time from the start of the pull to the container's first byte
+// of output, and the registry's layer-blob bytes and requests up to that moment.
+//
+// usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--modes m1,m2,...] [--layout DIR]
+//                       [--out DIR]
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/process.h"
+#include "common/temp_dir.h"
 #include "tests/support/containerd.h"
 #include "tests/support/cri_client.h"
+#include "tests/support/fused.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/registry.h"
 
@@ -63,11 +75,28 @@ struct Scenario {
   std::string snapshotter;
   std::string lazysnap_config;
   bool run_on_host;
+  bool lazy = false;  // lazysnapd + a fresh lazysnap-fused, [lazy] enabled
+};
+
+// What `lazysnap index` reported for an image (lazy-lazysnap only).
+struct IndexInfo {
+  bool ok = false;
+  double seconds = 0;
+  uint64_t index_bytes = 0;
+  double pct_of_layers = 0;
+  std::string output;
 };
 
 struct Sample {
   double pull = 0, create = 0, run = 0;
+  double first_output = 0;  // pull start -> first byte of the container's output
   uint64_t blob_bytes = 0, requests = 0;
+  // Registry GETs of the image's layer blobs between pull start and the first output.
+  uint64_t layer_bytes_first = 0, layer_requests_first = 0;
+  uint64_t fused_fetched = 0;   // lazy: sum of lazysnap-fused's per-layer bytes_fetched
+  nlohmann::json fused_layers;  // lazy: per-layer {layer, bytes_fetched, requests, ...}
+  uint64_t fused_rss_kb = 0;
+  double fused_cpu_s = 0;
   uint64_t daemon_rss_kb = 0;
   double daemon_cpu_s = 0;
   uint64_t disk_bytes = 0;
@@ -104,6 +133,88 @@ void ProcStats(pid_t pid, uint64_t* rss_kb, double* cpu_s) {
   *cpu_s = static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// One registry access-log line: request ("GET /v2/...") and response body bytes. Same lines as
+// Registry::Requests(), which does not expose the byte counts.
+struct Access {
+  std::string request;
+  uint64_t bytes = 0;
+};
+
+std::vector<Access> AccessLog(const Registry& reg) {
+  std::vector<Access> out;
+  std::istringstream in(reg.ReadLog());
+  std::string line;
+  while (std::getline(in, line)) {
+    auto q = line.find('"');
+    if (q == std::string::npos) continue;
+    auto e = line.find(" HTTP/", q);
+    if (e == std::string::npos) continue;
+    Access a{line.substr(q + 1, e - q - 1), 0};
+    bool request = false;  // the methods Registry::Requests() counts
+    for (const char* m : {"GET ", "HEAD ", "PUT ", "POST ", "PATCH ", "DELETE "})
+      request = request || a.request.starts_with(m);
+    if (!request) continue;
+    auto close = line.find('"', e);
+    if (close != std::string::npos) {
+      std::istringstream rest(line.substr(close + 1));
+      int status = 0;
+      rest >> status >> a.bytes;
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+// Layer-blob GETs (whole or ranged) among log lines [from, to).
+void LayerGets(const std::vector<Access>& log, size_t from, size_t to,
+               const std::map<std::string, uint64_t>& layers, uint64_t* bytes, uint64_t* requests) {
+  *bytes = *requests = 0;
+  for (size_t i = from; i < std::min(to, log.size()); ++i) {
+    const auto& r = log[i].request;
+    auto b = r.find("/blobs/");
+    if (!r.starts_with("GET ") || b == std::string::npos) continue;
+    std::string digest = r.substr(b + 7, r.find_first_of(" ?", b + 7) - b - 7);
+    if (!layers.count(digest)) continue;
+    *bytes += log[i].bytes;
+    ++*requests;
+  }
+}
+
+// Layer digest -> size of image `tag` in the OCI layout (skopeo copies them unchanged).
+std::map<std::string, uint64_t> LayoutLayers(const std::string& layout, const std::string& tag) {
+  auto index = nlohmann::json::parse(ReadFile(layout + "/index.json"));
+  for (const auto& m : index["manifests"]) {
+    if (m.value("annotations", nlohmann::json::object())
+            .value("org.opencontainers.image.ref.name", "") != tag)
+      continue;
+    std::string digest = m["digest"];
+    auto manifest = nlohmann::json::parse(ReadFile(layout + "/blobs/sha256/" + digest.substr(7)));
+    std::map<std::string, uint64_t> out;
+    for (const auto& l : manifest["layers"]) out[l["digest"]] = l["size"].get<uint64_t>();
+    return out;
+  }
+  throw Error(ErrorCode::kNotFound, "no image " + tag + " in " + layout);
+}
+
+uint64_t FileSize(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// The process whose command line has `arg` (lazysnap-fused's config path: the fixture keeps its
+// pid to itself), or -1.
+pid_t PidByArg(const std::string& arg) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string name = e.path().filename();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(e.path() / "cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(std::string(1, '\0') + arg + std::string(1, '\0')) != std::string::npos)
+      return static_cast<pid_t>(std::stol(name));
+  }
+  return -1;
+}
+
 void DropCaches() {
   ::sync();
   int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY);
@@ -114,9 +225,12 @@ void DropCaches() {
 }
 
 Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string& ref,
-                   const Registry& reg, int run) {
+                   const Registry& reg, const std::map<std::string, uint64_t>& layers, int run) {
   Sample s;
-  LazysnapdProcess daemon("log_level = \"warn\"\n" + sc.lazysnap_config);
+  std::optional<FusedProcess> fused;  // fresh cache dir per run
+  if (sc.lazy) fused.emplace(std::vector<std::string>{reg.host()});
+  LazysnapdProcess daemon("log_level = \"warn\"\n" + sc.lazysnap_config +
+                          (fused ? fused->config() : std::string()));
   ContainerdOptions o;
   o.snapshotter_socket = daemon.socket();
   o.cri = true;
@@ -125,7 +239,8 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
   o.cri_snapshotter = sc.snapshotter;
   Containerd containerd(o);
   DropCaches();
-  size_t before = reg.Requests().size();
+  size_t before = AccessLog(reg).size();
+  size_t at_first = SIZE_MAX;  // access-log lines when the first output appeared
   try {
     auto t0 = Clock::now();
     CriImageClient(containerd.address()).Pull(ref);
@@ -139,9 +254,37 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
       create.insert(create.end(), img.ready.begin(), img.ready.end());
       containerd.CtrOrThrow(create, 600, "k8s.io");
       auto t2 = Clock::now();
-      std::string out = containerd.CtrOrThrow({"tasks", "start", id}, 600, "k8s.io");
+      // `ctr tasks start` (attached) as a child writing to a file we watch for the first byte.
+      TempDir tmp("bench-task");
+      std::string out_path = tmp / "out";
+      SpawnOptions so;
+      so.stdout_path = out_path;
+      so.stderr_path = "=stdout";
+      so.die_with_parent = true;
+      auto task = Subprocess::Spawn(
+          {"ctr", "-a", containerd.address(), "-n", "k8s.io", "tasks", "start", id}, so);
+      std::optional<int> rc;
+      auto deadline = t2 + std::chrono::minutes(10);
+      while (!(rc = task.Wait(std::chrono::milliseconds(0))) && Clock::now() < deadline) {
+        if (at_first == SIZE_MAX && FileSize(out_path) > 0) {
+          s.first_output = Seconds(t0, Clock::now());
+          at_first = AccessLog(reg).size();
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      }
       auto t3 = Clock::now();
+      if (!rc) {
+        task.Stop(std::chrono::seconds(5));
+        throw Error(ErrorCode::kUnavailable, "ctr tasks start " + id + " timed out");
+      }
+      if (at_first == SIZE_MAX) {  // exited before a poll saw its output
+        s.first_output = Seconds(t0, t3);
+        at_first = AccessLog(reg).size();
+      }
       containerd.Ctr({"containers", "rm", id}, 60, "k8s.io");
+      if (*rc != 0)
+        throw Error(ErrorCode::kInternal, "ctr tasks start " + id + " failed (exit " +
+                                              std::to_string(*rc) + "): " + ReadFile(out_path));
       s.create = Seconds(t1, t2);
       s.run = Seconds(t2, t3);
     }
@@ -149,15 +292,72 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
     s.ok = false;
     s.error = e.what();
   }
-  auto lines = reg.Requests();
-  s.requests = lines.size() - before;
-  s.blob_bytes = reg.BlobBytesServedSince(before);
+  auto log = AccessLog(reg);
+  s.requests = log.size() - std::min(before, log.size());
+  s.blob_bytes = 0;
+  for (size_t i = before; i < log.size(); ++i) {
+    if (log[i].request.starts_with("GET ") && log[i].request.find("/blobs/") != std::string::npos)
+      s.blob_bytes += log[i].bytes;
+  }
+  LayerGets(log, before, at_first, layers, &s.layer_bytes_first, &s.layer_requests_first);
   ProcStats(daemon.pid(), &s.daemon_rss_kb, &s.daemon_cpu_s);
   // Downloaded blobs plus unpacked snapshots, wherever the scenario's snapshotter keeps them.
   s.disk_bytes = DuBytes(daemon.root()) +
                  DuBytes(containerd.root_dir() + "/io.containerd.content.v1.content") +
                  DuBytes(containerd.root_dir() + "/io.containerd.snapshotter.v1.overlayfs");
+  if (fused) {
+    try {
+      auto st = fused->Status();
+      s.fused_layers = nlohmann::json::array();
+      for (const auto& l : st["layers"]) {
+        uint64_t f = l.value("bytes_fetched", uint64_t{0});
+        s.fused_fetched += f;
+        s.fused_layers.push_back({{"layer", l.value("layer", "")},
+                                  {"bytes_fetched", f},
+                                  {"requests", l.value("requests", uint64_t{0})},
+                                  {"bytes_served", l.value("bytes_served", uint64_t{0})},
+                                  {"chunk_hits", l.value("chunk_hits", uint64_t{0})}});
+      }
+      if (s.ok && s.fused_layers.size() != layers.size()) {
+        s.ok = false;
+        s.error = "lazysnap-fused serves " + std::to_string(s.fused_layers.size()) + " of " +
+                  std::to_string(layers.size()) + " layers (the rest were unpacked natively)";
+      }
+    } catch (const std::exception& e) {
+      s.ok = false;
+      s.error = std::string("lazysnap-fused status: ") + e.what();
+    }
+    pid_t pid = PidByArg(fused->socket().substr(0, fused->socket().rfind('/')) + "/config.toml");
+    if (pid > 0) ProcStats(pid, &s.fused_rss_kb, &s.fused_cpu_s);
+    s.disk_bytes += DuBytes(fused->cache_dir()) + DuBytes(fused->root());
+  }
   return s;
+}
+
+// `lazysnap index REF --plain-http` once, untimed for the runs; its own time and size reported.
+IndexInfo IndexImage(const std::string& ref) {
+  IndexInfo info;
+  auto t0 = Clock::now();
+  auto r =
+      RunCommand({LazysnapCliBinary(), "index", ref, "--plain-http"}, std::chrono::minutes(30));
+  info.seconds = Seconds(t0, Clock::now());
+  info.output = r.output;
+  info.ok = r.exit_code == 0;
+  // "... pushed index artifact D for R (manifest M): N of N layers, B bytes (P% of the layers)"
+  auto at = r.output.find("pushed index artifact");
+  if (at != std::string::npos) {
+    auto colon = r.output.find("): ", at);
+    auto layers = colon == std::string::npos ? std::string::npos : r.output.find("layers, ", colon);
+    if (layers != std::string::npos) {
+      unsigned long long bytes = 0;
+      double pct = 0;
+      if (std::sscanf(r.output.c_str() + layers, "layers, %llu bytes (%lf%%", &bytes, &pct) == 2) {
+        info.index_bytes = bytes;
+        info.pct_of_layers = pct;
+      }
+    }
+  }
+  return info;
 }
 
 // "2.31x" = the baseline's p50 divided by this mode's p50 (above 1: faster than the baseline).
@@ -174,10 +374,19 @@ double Pct(std::vector<double> v, double p) {
                     static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5))];
 }
 
+std::string Mb(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", static_cast<double>(bytes) / 1e6);
+  return buf;
+}
+
 int Run(int argc, char** argv) {
   bool quick = false;
   int runs = 3;
-  std::string only, layout, out_dir = "bench-out";
+  std::string only, modes, layout, out_dir = "bench-out";
+  const char* usage =
+      " (usage: lazysnap-bench [--quick] [--runs N] [--images a,b] [--modes m1,m2] [--layout DIR] "
+      "[--out DIR])";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -190,14 +399,14 @@ int Run(int argc, char** argv) {
       runs = std::stoi(next());
     else if (a == "--images")
       only = next();
+    else if (a == "--modes")
+      modes = next();
     else if (a == "--layout")
       layout = next();
     else if (a == "--out")
       out_dir = next();
     else
-      throw Error(ErrorCode::kInvalidArgument, "unknown argument " + a +
-                                                   " (usage: lazysnap-bench [--quick] [--runs N] "
-                                                   "[--images a,b] [--layout DIR] [--out DIR])");
+      throw Error(ErrorCode::kInvalidArgument, "unknown argument " + a + usage);
   }
   std::string root = LAZYSNAP_SOURCE_DIR;
   if (layout.empty()) {
@@ -217,23 +426,36 @@ int Run(int argc, char** argv) {
                         : ("," + only + ",").find("," + img.tag + ",") != std::string::npos;
     if (selected) images.push_back(img);
   }
-  std::vector<Scenario> scenarios = {
-      {"native-overlayfs", "overlayfs", "", true},
-      {"native-lazysnap", "lazysnap", "", true},
-      {"proxy-lazysnap", "lazysnap", "[proxy]\nenable = true\n", false},
-  };
+  std::vector<Scenario> scenarios;
+  for (const Scenario& sc : std::vector<Scenario>{
+           {"native-overlayfs", "overlayfs", "", true},
+           {"native-lazysnap", "lazysnap", "", true},
+           {"proxy-lazysnap", "lazysnap", "[proxy]\nenable = true\n", false},
+           {"lazy-lazysnap", "lazysnap", "", true, true},
+       }) {
+    if (modes.empty() || ("," + modes + ",").find("," + sc.name + ",") != std::string::npos)
+      scenarios.push_back(sc);
+  }
+  if (scenarios.empty())
+    throw Error(ErrorCode::kInvalidArgument, std::string("no mode selected") + usage);
 
   Registry reg;
   MakeDirs(out_dir);
   nlohmann::json results = nlohmann::json::array();
-  std::ostringstream md;
-  md << "| image | mode | ready p50 (s) | p90 | pull | create | run | speedup vs overlayfs | blob "
-        "MB | requests | "
-        "lazysnapd RSS MB | CPU s | disk MB "
-        "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  nlohmann::json indexes = nlohmann::json::array();
+  std::ostringstream md, lazy_md;
+  md << "| image | mode | ready p50 (s) | p90 | pull | create | run | first output p50 (s) | "
+        "speedup vs overlayfs | blob MB | requests | lazysnapd RSS MB | CPU s | disk MB "
+        "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  lazy_md << "| image | layers MB | index s | index % of layers | first output p50 (s): "
+             "overlayfs | lazy | speedup | layer MB / requests until first output: overlayfs | "
+             "lazy | fetched by lazysnap-fused MB | fused RSS MB |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  std::vector<std::string> headlines;
   std::ofstream csv(out_dir + "/results.csv");
-  csv << "image,mode,run,ok,pull_s,create_s,run_s,ready_s,blob_bytes,requests,daemon_rss_kb,daemon_"
-         "cpu_s,disk_bytes\n";
+  csv << "image,mode,run,ok,pull_s,create_s,run_s,ready_s,first_output_s,blob_bytes,requests,"
+         "layer_bytes_first,layer_requests_first,fused_fetched,daemon_rss_kb,daemon_cpu_s,"
+         "disk_bytes\n";
   std::ofstream dat(out_dir + "/chart.dat");
   dat << "image";
   for (const auto& sc : scenarios) dat << " " << sc.name;
@@ -244,66 +466,158 @@ int Run(int argc, char** argv) {
     RunCommandOrThrow({"skopeo", "copy", "-q", "--dest-tls-verify=false",
                        "oci:" + layout + ":" + img.tag, "docker://" + ref},
                       std::chrono::minutes(10));
+    auto layers = LayoutLayers(layout, img.tag);
+    uint64_t layers_total = 0;
+    for (const auto& [d, size] : layers) layers_total += size;
     dat << img.tag;
-    double baseline = 0;
+    double baseline = 0, base_first = 0;
+    Sample base_last;
     for (const auto& sc : scenarios) {
-      std::vector<double> ready, pull, create, run;
+      // --quick keeps the lazy mode to busybox (unless --modes asks for it): cheap, and the quick
+      // synthetic images' layers, written by `umoci insert`, cannot be indexed (see RESULTS.md).
+      if (sc.lazy && quick && modes.empty() && img.tag != "busybox") {
+        dat << " NaN";
+        continue;
+      }
+      IndexInfo index;
+      if (sc.lazy) {
+        std::fprintf(stderr, "%s / lazysnap index (untimed for the runs)\n", img.tag.c_str());
+        index = IndexImage(ref);
+        std::fprintf(stderr, "  %.1f s, %llu bytes (%.2f%% of the layers)\n", index.seconds,
+                     static_cast<unsigned long long>(index.index_bytes), index.pct_of_layers);
+        if (!index.ok) std::fprintf(stderr, "  lazysnap index failed: %s\n", index.output.c_str());
+        indexes.push_back({{"image", img.tag},
+                           {"ok", index.ok},
+                           {"index_s", index.seconds},
+                           {"index_bytes", index.index_bytes},
+                           {"layer_bytes", layers_total},
+                           {"pct_of_layers", index.pct_of_layers},
+                           {"output", index.output}});
+      }
+      std::vector<double> ready, pull, create, run, first;
       Sample last;
-      bool all_ok = true;
-      for (int r = 0; r < runs; ++r) {
+      bool all_ok = sc.lazy ? index.ok : true;
+      for (int r = 0; r < runs && (!sc.lazy || index.ok); ++r) {
         std::fprintf(stderr, "%s / %s run %d\n", img.tag.c_str(), sc.name.c_str(), r + 1);
-        Sample s = RunScenario(sc, img, ref, reg, r);
+        Sample s = RunScenario(sc, img, ref, reg, layers, r);
         all_ok = all_ok && s.ok;
         if (!s.ok) std::fprintf(stderr, "  failed: %s\n", s.error.c_str());
         ready.push_back(s.pull + s.create + s.run);
         pull.push_back(s.pull);
         create.push_back(s.create);
         run.push_back(s.run);
+        first.push_back(s.first_output);
         csv << img.tag << "," << sc.name << "," << r << "," << s.ok << "," << s.pull << ","
-            << s.create << "," << s.run << "," << ready.back() << "," << s.blob_bytes << ","
-            << s.requests << "," << s.daemon_rss_kb << "," << s.daemon_cpu_s << "," << s.disk_bytes
-            << "\n";
-        results.push_back({{"image", img.tag},
-                           {"mode", sc.name},
-                           {"run", r},
-                           {"ok", s.ok},
-                           {"error", s.error},
-                           {"pull_s", s.pull},
-                           {"create_s", s.create},
-                           {"run_s", s.run},
-                           {"ready_s", ready.back()},
-                           {"blob_bytes", s.blob_bytes},
-                           {"requests", s.requests},
-                           {"daemon_rss_kb", s.daemon_rss_kb},
-                           {"daemon_cpu_s", s.daemon_cpu_s},
-                           {"disk_bytes", s.disk_bytes},
-                           {"runs_on_host", sc.run_on_host}});
+            << s.create << "," << s.run << "," << ready.back() << "," << s.first_output << ","
+            << s.blob_bytes << "," << s.requests << "," << s.layer_bytes_first << ","
+            << s.layer_requests_first << "," << s.fused_fetched << "," << s.daemon_rss_kb << ","
+            << s.daemon_cpu_s << "," << s.disk_bytes << "\n";
+        nlohmann::json row = {{"image", img.tag},
+                              {"mode", sc.name},
+                              {"run", r},
+                              {"ok", s.ok},
+                              {"error", s.error},
+                              {"pull_s", s.pull},
+                              {"create_s", s.create},
+                              {"run_s", s.run},
+                              {"ready_s", ready.back()},
+                              {"first_output_s", s.first_output},
+                              {"blob_bytes", s.blob_bytes},
+                              {"requests", s.requests},
+                              {"layer_bytes_until_first_output", s.layer_bytes_first},
+                              {"layer_requests_until_first_output", s.layer_requests_first},
+                              {"daemon_rss_kb", s.daemon_rss_kb},
+                              {"daemon_cpu_s", s.daemon_cpu_s},
+                              {"disk_bytes", s.disk_bytes},
+                              {"runs_on_host", sc.run_on_host}};
+        if (sc.lazy) {
+          row["index_s"] = index.seconds;
+          row["index_bytes"] = index.index_bytes;
+          row["index_pct_of_layers"] = index.pct_of_layers;
+          row["layer_bytes_total"] = layers_total;
+          row["fused_layers"] = s.fused_layers;
+          row["fused_bytes_fetched"] = s.fused_fetched;
+          row["fused_rss_kb"] = s.fused_rss_kb;
+          row["fused_cpu_s"] = s.fused_cpu_s;
+        }
+        results.push_back(row);
         last = s;
       }
-      double p50 = Pct(ready, 0.5);
-      if (sc.name == "native-overlayfs") baseline = p50;
-      char row[512];
+      if (ready.empty()) {  // lazysnap index failed: no runs
+        ready = pull = create = run = first = std::vector<double>{0};
+        results.push_back({{"image", img.tag},
+                           {"mode", sc.name},
+                           {"ok", false},
+                           {"error", "lazysnap index failed: " + index.output}});
+      }
+      double p50 = Pct(ready, 0.5), first50 = Pct(first, 0.5);
+      if (sc.name == "native-overlayfs") {
+        baseline = p50;
+        base_first = first50;
+        base_last = last;
+      }
+      char fbuf[32] = "-", bbuf[32] = "-";
+      if (sc.run_on_host) std::snprintf(fbuf, sizeof fbuf, "%.2f", first50);
+      if (base_first > 0) std::snprintf(bbuf, sizeof bbuf, "%.2f", base_first);
+      char row[640];
       std::snprintf(row, sizeof row,
-                    "| %s | %s%s | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %.1f | %llu | %.1f | "
-                    "%.2f | %.1f |\n",
+                    "| %s | %s%s | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s | %.1f | %llu | "
+                    "%.1f | %.2f | %.1f |\n",
                     img.tag.c_str(), sc.name.c_str(), all_ok ? "" : " (FAILED)", p50,
-                    Pct(ready, 0.9), Pct(pull, 0.5), Pct(create, 0.5), Pct(run, 0.5),
+                    Pct(ready, 0.9), Pct(pull, 0.5), Pct(create, 0.5), Pct(run, 0.5), fbuf,
                     Speedup(baseline, p50).c_str(), static_cast<double>(last.blob_bytes) / 1e6,
                     static_cast<unsigned long long>(last.requests),
                     static_cast<double>(last.daemon_rss_kb) / 1024.0, last.daemon_cpu_s,
                     static_cast<double>(last.disk_bytes) / 1e6);
       md << row;
       dat << " " << p50;
+      if (sc.lazy) {
+        char lrow[640];
+        std::snprintf(
+            lrow, sizeof lrow,
+            "| %s%s | %s | %.1f | %.2f%% | %s | %s | %s | %s / %llu | %s / %llu | %s | %.1f |\n",
+            img.tag.c_str(), all_ok ? "" : " (FAILED)", Mb(layers_total).c_str(), index.seconds,
+            index.pct_of_layers, bbuf, fbuf, Speedup(base_first, first50).c_str(),
+            Mb(base_last.layer_bytes_first).c_str(),
+            static_cast<unsigned long long>(base_last.layer_requests_first),
+            Mb(last.layer_bytes_first).c_str(),
+            static_cast<unsigned long long>(last.layer_requests_first),
+            Mb(last.fused_fetched).c_str(), static_cast<double>(last.fused_rss_kb) / 1024.0);
+        lazy_md << lrow;
+        if (base_first > 0) {
+          char h[256];
+          std::snprintf(h, sizeof h,
+                        "%s: pull start -> first output, lazy %.2f s vs overlayfs full pull %.2f s "
+                        "= %s (target >= 10x)",
+                        img.tag.c_str(), first50, base_first, Speedup(base_first, first50).c_str());
+          headlines.push_back(h);
+        }
+      }
     }
     dat << "\n";
   }
-  md << "\nready = pull + create + run of the image's ready command; proxy-lazysnap is host time "
-        "only "
-        "(the container runs in a Kata guest). lazy-on-host and guest-agent modes: not available "
-        "yet.\n";
+  md << "\nready = pull + create + run of the image's ready command; first output = from the "
+        "start of the pull to the container's first byte of output. proxy-lazysnap is host time "
+        "only (the container runs in a Kata guest). guest-agent mode: not available yet.\n";
+  bool any_lazy = false;
+  for (const auto& sc : scenarios) any_lazy = any_lazy || sc.lazy;
+  if (any_lazy) {
+    md << "\nLazy mode (lazy-lazysnap): each image indexed once with `lazysnap index` (not part of "
+          "the runs), then per run a fresh lazysnap-fused (empty chunk cache) + lazysnapd with "
+          "[lazy] enabled + CRI containerd.\n\n"
+       << lazy_md.str() << "\n";
+    for (const auto& h : headlines) md << "- " << h << "\n";
+  }
   dat.close();
   WriteFileAtomic(out_dir + "/results.json", results.dump(2));
+  if (!indexes.empty()) WriteFileAtomic(out_dir + "/indexes.json", indexes.dump(2));
   WriteFileAtomic(out_dir + "/results.md", md.str());
+  std::string series;
+  for (size_t i = 0; i < scenarios.size(); ++i) {
+    std::string c = std::to_string(i + 2);
+    series += i == 0 ? "'" + out_dir + "/chart.dat' using 2:xtic(1) title columnheader(2)"
+                     : ", '' using " + c + " title columnheader(" + c + ")";
+  }
   std::string plot =
       "set terminal pngcairo size 1000,500\nset output '" + out_dir +
       "/chart.png'\n"
@@ -312,10 +626,8 @@ int Run(int argc, char** argv) {
       "set ylabel 'time to ready, p50 (s)'\nset key top left\nset grid ytics\nset xtics rotate by "
       "-20\n"
       "set title 'lazysnap-bench: time to ready per image and mode'\n"
-      "plot '" +
-      out_dir +
-      "/chart.dat' using 2:xtic(1) title columnheader(2), '' using 3 title columnheader(3), "
-      "'' using 4 title columnheader(4)\n";
+      "plot " +
+      series + "\n";
   WriteFileAtomic(out_dir + "/chart.gp", plot);
   auto g = RunCommand({"gnuplot", out_dir + "/chart.gp"}, std::chrono::minutes(1));
   if (g.exit_code != 0) std::fprintf(stderr, "gnuplot failed: %s\n", g.output.c_str());
