@@ -46,11 +46,17 @@ new_image() {
 }
 
 # add_layer FROM TAG DIR: image TAG = FROM + one layer holding DIR's tree.
+# unpack + copy + repack rather than `umoci insert`: umoci 0.4.7's insert writes layer tars whose
+# last entry is cut short and whose first entry is "/", which lazysnap index (and GNU tar) refuse.
 add_layer() {
   local from=$1 tag=$2 dir=$3
-  pin_mtimes "$dir"
   umoci tag --image "$oci:$from" "$tag"
-  umoci insert --image "$oci:$tag" "$dir" / >/dev/null
+  rm -rf "$work/bundle"
+  umoci unpack --image "$oci:$tag" "$work/bundle" >/dev/null
+  cp -a "$dir/." "$work/bundle/rootfs/"
+  pin_mtimes "$work/bundle/rootfs"
+  umoci repack --image "$oci:$tag" "$work/bundle" >/dev/null
+  rm -rf "$work/bundle"
 }
 
 busybox_rootfs() {
@@ -66,16 +72,16 @@ if ! have busybox; then
   new_image busybox "$work/bb"
   done_mark busybox
 fi
-if ! have tiny-files; then
+if ! have tiny-files.2; then
   # 20,000 files of 100-2,000 bytes in 200 directories: metadata-heavy layers.
   rm -rf "$work/tiny" && mkdir -p "$work/tiny/data"
   perl -e 'for my $d (0..199) { mkdir "$ARGV[0]/d$d" or die; for my $f (0..99) {
       open(my $h, ">", "$ARGV[0]/d$d/f$f") or die; print $h join("", map { chr(int(rand(256))) } 1 .. (100 + ($d * 100 + $f) % 1900)); close $h } }' "$work/tiny/data"
   add_layer busybox tiny-files "$work/tiny"
   rm -rf "$work/tiny"
-  done_mark tiny-files
+  done_mark tiny-files.2
 fi
-if ! have huge-files; then
+if ! have huge-files.2; then
   # Three 64 MiB files (incompressible), the shape of model weights or databases.
   size_mb=64
   ((quick)) && size_mb=16
@@ -83,7 +89,7 @@ if ! have huge-files; then
   for i in 1 2 3; do head -c $((size_mb << 20)) /dev/urandom >"$work/huge/data/big$i"; done
   add_layer busybox huge-files "$work/huge"
   rm -rf "$work/huge"
-  done_mark huge-files
+  done_mark huge-files.2
 fi
 if ((quick)); then
   rm -rf "$work"
