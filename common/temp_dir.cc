@@ -12,9 +12,6 @@
 #include "common/error.h"
 
 namespace lazysnap {
-namespace {
-
-// /proc/self/mountinfo escapes spaces etc. as \ooo octal.
 std::string UnescapeMountPath(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -27,8 +24,6 @@ std::string UnescapeMountPath(const std::string& s) {
   }
   return out;
 }
-
-}  // namespace
 
 TempDir::TempDir(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");

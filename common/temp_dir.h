@@ -22,6 +22,9 @@ class TempDir {
   std::string path_;
 };
 
+// A path field of /proc/self/mountinfo as a path (the kernel escapes spaces etc. as \ooo octal).
+std::string UnescapeMountPath(const std::string& s);
+
 // Unmounts (MNT_DETACH) every mount at or below `dir`, deepest first. Returns how many.
 int UnmountAllBelow(const std::string& dir);
 

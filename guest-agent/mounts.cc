@@ -13,24 +13,11 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/temp_dir.h"
 #include "common/unique_fd.h"
 
 namespace lazysnap::guest {
 namespace {
-
-// /proc/self/mountinfo escapes spaces etc. as \ooo.
-std::string Unescape(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      out.push_back(static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8)));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
 
 std::string Errno(int err) {
   return std::strerror(err);
@@ -192,12 +179,12 @@ std::vector<MountEntry> ReadMountTable() {
     std::string id, parent, devno, root, mountpoint, word;
     fields >> id >> parent >> devno >> root >> mountpoint;
     MountEntry e;
-    e.mountpoint = Unescape(mountpoint);
+    e.mountpoint = UnescapeMountPath(mountpoint);
     while (fields >> word && word != "-") {
     }
     fields >> e.fstype >> e.source >> e.super_options;
-    e.source = Unescape(e.source);
-    e.super_options = Unescape(e.super_options);
+    e.source = UnescapeMountPath(e.source);
+    e.super_options = UnescapeMountPath(e.super_options);
     out.push_back(std::move(e));
   }
   return out;

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/temp_dir.h"
 #include "erofs/reader.h"
 #include "fetcher/chunk_cache.h"
 #include "fetcher/multi_http.h"
@@ -40,7 +41,7 @@ bool IsMountPoint(const std::string& path) {
     for (int i = 0; i < 4 && p != std::string::npos; ++i) p = line.find(' ', p + 1);
     if (p == std::string::npos) continue;
     size_t e = line.find(' ', p + 1);
-    if (line.substr(p + 1, e - p - 1) == path) return true;
+    if (UnescapeMountPath(line.substr(p + 1, e - p - 1)) == path) return true;
   }
   return false;
 }

@@ -37,6 +37,7 @@
 #include "tests/support/fused.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/oci_image.h"
+#include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
 
 using namespace lazysnap;
@@ -46,18 +47,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr const char* kFile = "data/big";
-
-std::string Pseudo(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(&s[i], &x, 8);
-  }
-  return s;
-}
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -213,7 +202,7 @@ int Run(int argc, char** argv) {
                static_cast<unsigned long long>(file_mb));
   OciImageBuilder b;
   b.AddBusyboxLayer();
-  b.AddFileLayer({{kFile, Pseudo(file_bytes, 42)}});
+  b.AddFileLayer({{kFile, PseudoRandomBytes(file_bytes, 42)}});
   b.SetCmd({"/bin/sh"});
   std::map<std::string, PushedImage> images;  // span name -> the image in its own repository
   for (const auto& s : spans) {

@@ -36,6 +36,7 @@
 #include "tests/support/fused.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/oci_image.h"
+#include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
 
 namespace lazysnap::testing {
@@ -48,18 +49,6 @@ constexpr size_t kBigFile = 24 << 20;
 
 std::string GuestBinary() {
   return LAZYSNAP_GUEST_PATH;
-}
-
-std::string Pseudo(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(&s[i], &x, 8);
-  }
-  return s;
 }
 
 // Hardlink groups by (st_dev, st_ino): overlayfs over layers on different filesystems reports
@@ -203,7 +192,7 @@ class GuestAgentTest : public ::testing::Test {
     OciImageBuilder b;
     b.AddBusyboxLayer();
     AddLayer(b, {{"etc/msg", "layer 2\n"}, {"etc/two", "only in layer 2\n"}}, 1);
-    AddLayer(b, {{"etc/msg", "layer 3\n"}, {"big/blob", Pseudo(kBigFile, 7)}}, 2);
+    AddLayer(b, {{"etc/msg", "layer 3\n"}, {"big/blob", PseudoRandomBytes(kBigFile, 7)}}, 2);
     b.SetCmd({"/bin/sh"});
     v1_ = new PushedImage(b.Push(registry_->host(), "guest/app:v1"));
     AddLayer(b, {{"etc/msg", "layer 4\n"}, {"usr/share/four", std::string(5000, 'f')}}, 3);

@@ -20,6 +20,7 @@
 #include "erofs/layer_decoder.h"
 #include "lazy/index_artifact.h"
 #include "tests/lazy/fuzz/layer_index_testutil.h"
+#include "tests/support/pseudo_random.h"
 
 namespace lazysnap::lazy {
 namespace {
@@ -329,25 +330,13 @@ std::string Text(size_t n) {
   return s;
 }
 
-std::string Pseudo(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
-
 class BuildLayerIndexTest : public ::testing::Test {
  protected:
   void SetUp() override {
     MakeDirs(tmp_ / "root/etc/app");
     WriteFileAtomic(tmp_ / "root/etc/app/config", "key = value\n");
     WriteFileAtomic(tmp_ / "root/text", Text(400 * 1024));
-    WriteFileAtomic(tmp_ / "root/rand", Pseudo(96 * 1024, 99));
+    WriteFileAtomic(tmp_ / "root/rand", lazysnap::testing::PseudoRandomBytes(96 * 1024, 99));
     WriteFileAtomic(tmp_ / "root/empty", "");
     ASSERT_EQ(::symlink("text", (tmp_ / "root/link").c_str()), 0);
   }

@@ -27,24 +27,13 @@
 #include "tests/support/fused.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/oci_image.h"
+#include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
 
 namespace lazysnap::testing {
 namespace {
 
 constexpr int kReadTimeoutS = 6;
-
-std::string Pseudo(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(&s[i], &x, 8);
-  }
-  return s;
-}
 
 std::string Sha256HexOf(const std::string& s) {
   return Sha256Hex(s);
@@ -78,9 +67,9 @@ class LazyCriTest : public ::testing::Test {
           "small file " + std::to_string(i) + "\n" + std::string(static_cast<size_t>(i % 700), 'x');
     }
     files_->small["etc/motd"] = "hello from a lazy layer\n";
-    files_->big1["big/blob1"] = Pseudo(120 << 20, 1);
-    files_->big2["big/blob2"] = Pseudo(80 << 20, 2);
-    files_->big2["big/blob3"] = Pseudo(60 << 20, 3);
+    files_->big1["big/blob1"] = PseudoRandomBytes(120 << 20, 1);
+    files_->big2["big/blob2"] = PseudoRandomBytes(80 << 20, 2);
+    files_->big2["big/blob3"] = PseudoRandomBytes(60 << 20, 3);
     files_->big2["etc/msg"] = "top layer\n";
     OciImageBuilder b;
     b.AddBusyboxLayer();
