@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -171,6 +173,29 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
   throw Error(ErrorCode::kAlreadyExists, "target snapshot \"" + name + "\": already exists");
 }
 
+void Snapshotter::EnsureLazyServed(const SnapshotRecord& layer) {
+  constexpr long kFuseSuperMagic = 0x65735546;
+  std::string fs_dir = SnapshotDir(layer.id) + "/fs";
+  struct statfs sf;
+  if (::statfs(fs_dir.c_str(), &sf) == 0 && sf.f_type == kFuseSuperMagic) return;
+  // lazysnap-fused lost this mount (it restarted without its table, or it died: ENOTCONN). A
+  // container on an empty lower dir would see a wrong tree, so mount the layer again or refuse.
+  ::umount2(fs_dir.c_str(), MNT_DETACH);  // a dead mount goes first; EINVAL when there is none
+  LayerPlan plan;
+  plan.mode = LayerMode::kLazy;
+  plan.remote_name = layer.info.name;
+  plan.remote_labels = layer.info.labels;
+  try {
+    if (!opts_.planner) throw Error(ErrorCode::kFailedPrecondition, "no layer planner");
+    opts_.planner->Materialize(plan, fs_dir);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kUnavailable,
+                "lazy layer " + layer.info.name +
+                    " is not served and could not be mounted again: " + e.what());
+  }
+  log_.Warn("lazy layer was not served; mounted it again", {{"name", layer.info.name}});
+}
+
 std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
   std::vector<std::string> parents;
   std::vector<SnapshotRecord> chain = store_->AncestorRecords(rec.id);  // nearest first
@@ -178,6 +203,7 @@ std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
   for (const auto& a : chain) {
     parents.push_back(SnapshotDir(a.id) + "/fs");
     remote = remote || a.mode == LayerMode::kProxy;  // lazy layers' fs dirs hold their mounts
+    if (a.mode == LayerMode::kLazy) EnsureLazyServed(a);
   }
   std::string dir = SnapshotDir(rec.id);
   if (remote) {

@@ -7,6 +7,7 @@
 // EIO after the configured timeout, never wrong bytes) and lazysnapd kill -9 during reads.
 #include <gtest/gtest.h>
 #include <sys/mount.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -304,6 +305,18 @@ TEST_F(LazyCriTest, FusedRestartRemountsItsLayers) {
                                            "lazy-restart-1", "cat", "/etc/motd"},
                                           120, "k8s.io");
   EXPECT_NE(out.find("hello from a lazy layer"), std::string::npos) << out;
+  // lazysnap-fused restarted without its table (a fresh root): lazysnapd notices the layers are
+  // not served when a container is prepared on them and has them mounted again.
+  fused.Kill9();
+  ASSERT_EQ(::unlink((fused.root() + "/mounts.json").c_str()), 0);
+  fused.Start();
+  EXPECT_EQ(fused.Status()["layers"].size(), 0u);
+  out = containerd.CtrOrThrow({"run", "--rm", "--snapshotter", "lazysnap", image_->ref,
+                               "lazy-restart-2", "cat", "/etc/msg"},
+                              120, "k8s.io");
+  EXPECT_NE(out.find("top layer"), std::string::npos) << out;
+  EXPECT_EQ(fused.Status()["layers"].size(), image_->layer_digests.size());
+  EXPECT_NE(daemon.ReadLog().find("mounted it again"), std::string::npos);
   // A graceful stop unmounts everything it served.
   fused.Stop();
   std::string mounts = ReadFile("/proc/self/mounts");
