@@ -211,6 +211,7 @@ std::string InflateFromCheckpoint(const GzipCheckpoint& cp, const CompressedRead
     inflateSetDictionary(&zs, reinterpret_cast<const Bytef*>(cp.window.data()),
                          static_cast<uInt>(cp.window.size()));
   std::string result;
+  result.reserve(len);
   uint64_t skip = offset - cp.out;
   std::vector<uint8_t> in(64 * 1024), out(kChunk);
   uint64_t pos = cp.in;  // compressed offset of the next byte to read

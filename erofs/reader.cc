@@ -534,6 +534,23 @@ std::vector<Extent> Reader::MapRange(uint64_t ino, uint64_t offset, uint64_t len
   return Map(in, offset, len);
 }
 
+bool Reader::LendRange(uint64_t ino, uint64_t offset, uint64_t len, const RangeUser& use) const {
+  Inode in = LoadInode(ino);
+  if (!S_ISREG(in.attr.mode) || offset >= in.attr.size || len == 0) return false;
+  uint64_t n = std::min(len, in.attr.size - offset);
+  std::vector<Extent> ext = Map(in, offset, n);
+  if (ext.size() != 1) return false;
+  const Extent& e = ext.front();
+  if (e.hole || e.compressed || e.device == 0 || e.file_offset != offset || e.length < n ||
+      e.device > devices_.size() || !devices_[e.device - 1]) {
+    return false;
+  }
+  const BlockSource& src = *devices_[e.device - 1];
+  if (e.offset > src.Size() || n > src.Size() - e.offset) return false;  // Read() reports it
+  return src.LendFd(e.offset, static_cast<size_t>(n),
+                    [&](int fd, uint64_t pos) { use(fd, pos, static_cast<size_t>(n)); });
+}
+
 std::string Reader::Read(uint64_t ino, uint64_t offset, uint64_t len) const {
   Inode in = LoadInode(ino);
   if (S_ISDIR(in.attr.mode)) throw Error(ErrorCode::kInvalidArgument, "is a directory");

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +32,13 @@ class BlockSource {
   // Reads exactly `len` bytes at `offset` or throws (offset+len <= Size() is checked by callers).
   virtual void Read(uint64_t offset, size_t len, void* buf) const = 0;
   virtual uint64_t Size() const = 0;
+  // Zero-copy readers (a FUSE server splicing into /dev/fuse): when bytes [offset, offset+len)
+  // sit in a file at hand, calls use(fd, fd_offset) while they are guaranteed to stay there and
+  // returns true. The default (and any source whose bytes are not in a file) returns false.
+  using FdUser = std::function<void(int fd, uint64_t fd_offset)>;
+  virtual bool LendFd(uint64_t /*offset*/, size_t /*len*/, const FdUser& /*use*/) const {
+    return false;
+  }
 };
 
 class FileBlockSource : public BlockSource {
@@ -129,6 +137,11 @@ class Reader {
   std::vector<Extent> MapRange(uint64_t ino, uint64_t offset, uint64_t len) const;
   // Reads up to `len` bytes (fewer at EOF).
   std::string Read(uint64_t ino, uint64_t offset, uint64_t len) const;
+  // When the regular file's range [offset, offset+len) (clamped to the file) is one plain piece
+  // of a device that lends its fd (BlockSource::LendFd), calls use(fd, fd_offset, n) with those
+  // n bytes held in place and returns true; otherwise false (then use Read).
+  using RangeUser = std::function<void(int fd, uint64_t fd_offset, size_t n)>;
+  bool LendRange(uint64_t ino, uint64_t offset, uint64_t len, const RangeUser& use) const;
 
   struct Inode;  // parsed on-disk inode (internal)
 

@@ -87,6 +87,9 @@ void ConfigureEasy(CURL* c, const HttpRequest& req, CurlTransfer* t) {
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  // libcurl's default 16 KiB receive buffer costs a callback and a recv per 16 KiB: blob and range
+  // bodies run several times faster with 512 KiB (curl's maximum).
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
   if (has_body) {
     // POSTFIELDS makes curl send the body (for PUT too: CUSTOMREQUEST below names the method).
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));

@@ -23,6 +23,7 @@ struct FuseLayerOptions {
   double timeout_s = 86400;  // entry/attr cache lifetime
   std::string fsname = "lazysnap";
   unsigned read_ahead_kb = 4096;  // written to the mount's bdi; 0 leaves the kernel default
+  bool splice_reads = true;       // reply with bytes spliced from the span store when there
   // Added to every inode number reported in stat: layers stacked under one overlay then never
   // show two different files with one st_ino (tools that spot hardlinks by inode number see
   // the same groups as on an unpacked image).

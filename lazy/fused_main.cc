@@ -89,6 +89,11 @@ int Run(int argc, char** argv) {
   so.read_timeout = std::chrono::seconds(lz.read_timeout_s);
   so.fuse_threads = static_cast<unsigned>(lz.fuse_threads);
   so.span_cache_bytes = static_cast<uint64_t>(lz.span_cache_mb) << 20;
+  so.span_store_bytes = static_cast<uint64_t>(lz.span_store_mb) << 20;
+  so.readahead_spans = static_cast<unsigned>(lz.readahead_spans);
+  so.readahead_threads = static_cast<unsigned>(lz.readahead_threads);
+  so.read_ahead_kb = static_cast<unsigned>(lz.read_ahead_kb);
+  so.splice_reads = lz.splice_reads;
   lazysnap::MakeDirs(lz.root, 0700);
   auto slash = lz.socket.rfind('/');
   if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));

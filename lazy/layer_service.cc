@@ -117,12 +117,17 @@ struct LayerService::Impl {
     ro.chunk_digests = idx.chunk_digests;
     ro.attempts = 2;
     ro.request_timeout_ms = 30000;
+    ro.max_request_bytes = 16ull << 20;  // read-ahead batches (TarSourceOptions) fit one request
     Mounted m;
     m.ref = ref;
     m.fetcher = std::make_shared<fetcher::RangeFetcher>(client, ref.layer_digest, idx.layer_size,
                                                         *cache, *http, ro);
     TarSourceOptions to;
     to.span_cache_bytes = opts.span_cache_bytes;
+    to.store_dir = opts.span_store_bytes ? opts.root + "/spans" : "";
+    to.store_bytes = opts.span_store_bytes;
+    to.readahead_spans = opts.readahead_spans;
+    to.workers = opts.readahead_threads;
     to.unavailable_timeout = opts.read_timeout;
     m.source = std::make_shared<TarSource>(m.fetcher, idx.compression, idx.tar_size,
                                            std::move(idx.checkpoints), to);
@@ -130,6 +135,8 @@ struct LayerService::Impl {
         std::make_shared<erofs::MemoryBlockSource>(std::move(idx.erofs_image)), {m.source});
     FuseLayerOptions fo;
     fo.max_threads = opts.fuse_threads;
+    fo.read_ahead_kb = opts.read_ahead_kb;
+    fo.splice_reads = opts.splice_reads;
     fo.fsname = "lazysnap:" + Hex(ref.layer_digest).substr(0, 12);
     fo.ino_base = std::stoull(Hex(ref.layer_digest).substr(0, 5), nullptr, 16) << 40;
     m.fuse = std::make_unique<FuseLayerMount>(mountpoint, std::move(reader), fo, log);
@@ -172,6 +179,7 @@ struct LayerService::Impl {
 LayerService::LayerService(const LayerServiceOptions& opts, const Logger& log)
     : impl_(std::make_unique<Impl>(opts, log)) {
   MakeDirs(opts.root + "/indexes", 0700);
+  MakeDirs(opts.root + "/spans", 0700);
   fetcher::ChunkCacheOptions co;
   co.dir = opts.cache_dir;
   co.max_bytes = opts.cache_max_bytes;
@@ -261,6 +269,11 @@ nlohmann::json LayerService::Status() const {
                         {"spans_inflated", s.spans_inflated},
                         {"span_hits", s.span_hits},
                         {"readahead_spans", s.readahead_spans},
+                        {"store_hits", s.store_hits},
+                        {"store_bytes", s.store_bytes},
+                        {"store_disabled", s.store_disabled},
+                        {"fetch_ms", s.fetch_us / 1000},
+                        {"inflate_ms", s.inflate_us / 1000},
                         {"fuse_errors", u.errors}});
     }
   }

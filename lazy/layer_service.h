@@ -30,7 +30,12 @@ struct LayerServiceOptions {
   std::chrono::milliseconds read_timeout{60000};
   unsigned fuse_threads = 8;
   uint64_t span_cache_bytes = 64ull << 20;  // inflated spans kept in memory, per mounted layer
-  std::chrono::seconds negative_ttl{30};    // how long "this image has no index" is remembered
+  uint64_t span_store_bytes = 2ull << 30;   // ... and on disk under root/spans; 0: none
+  unsigned readahead_spans = 8;
+  unsigned readahead_threads = 3;
+  unsigned read_ahead_kb = 4096;  // the kernel's read-ahead on each FUSE mount
+  bool splice_reads = true;
+  std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered
 };
 
 struct LayerRef {
@@ -58,7 +63,8 @@ class LayerService {
   void Unmount(const std::string& mountpoint);
 
   // {"layers": [{mountpoint, layer, image, bytes_fetched, requests, chunk_hits, bytes_served,
-  //   file_reads, spans_inflated, span_hits, readahead_spans, fuse_errors}...], "cache": {...}}
+  //   file_reads, spans_inflated, span_hits, readahead_spans, store_hits, store_bytes,
+  //   store_disabled, fetch_ms, inflate_ms, fuse_errors}...], "cache": {...}}
   nlohmann::json Status() const;
 
  private:

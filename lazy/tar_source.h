@@ -4,9 +4,11 @@
 // A read of tar bytes [off, off+len) finds the gzip checkpoints around it (from the layer index),
 // fetches the compressed bytes between them through the RangeFetcher (which verifies every chunk
 // against the index's digests and keeps it in the on-disk chunk cache), and inflates that span
-// from the checkpoint's window. Inflated spans stay in a bounded in-memory LRU, so a sequential
-// reader inflates each span once; concurrent readers of one span wait for one inflate; a reader
-// that moves forward span by span makes the next spans inflate in the background (readahead).
+// from the checkpoint's window. Inflated spans stay in a small in-memory LRU and, with a store
+// directory, in a SpanStore on local disk, so each span is inflated once per server lifetime;
+// concurrent readers of one span wait for one inflate; a reader that moves forward span by span
+// makes the next `readahead_spans` spans fetch and inflate on `workers` background threads, so
+// network round trips, digest checks and inflate overlap on every core.
 // Plain-tar layers map one to one onto the blob.
 //
 // Registry outages: a read keeps retrying while the registry is unreachable, up to
@@ -17,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "erofs/layer_decoder.h"
@@ -27,7 +30,16 @@ namespace lazysnap::lazy {
 
 struct TarSourceOptions {
   uint64_t span_cache_bytes = 64ull << 20;  // inflated spans kept in memory
-  unsigned readahead_spans = 2;             // spans inflated ahead of a sequential reader
+  // Inflated spans kept on disk (an unlinked file in this directory); empty: memory only.
+  std::string store_dir;
+  uint64_t store_bytes = 4ull << 30;
+  // Spans fetched and inflated ahead of a sequential reader, and the threads doing it. Without a
+  // store the window is capped at half the memory LRU, so read-ahead never evicts itself.
+  unsigned readahead_spans = 8;
+  unsigned workers = 3;
+  // Read-ahead fetches runs of adjacent spans in one request up to this many compressed bytes: a
+  // registry pays a few milliseconds per request whatever its size.
+  uint64_t readahead_fetch_bytes = 16ull << 20;
   std::chrono::milliseconds unavailable_timeout = std::chrono::seconds(60);
 };
 
@@ -37,7 +49,11 @@ struct TarSourceStats {
   uint64_t spans_inflated = 0;
   uint64_t span_hits = 0;        // reads served from inflated spans in memory
   uint64_t readahead_spans = 0;  // spans inflated in the background
-  uint64_t inflate_us = 0;       // time spent fetching + inflating spans
+  uint64_t store_hits = 0;       // reads served from the on-disk span store
+  uint64_t store_bytes = 0;      // inflated bytes in the store now
+  bool store_disabled = false;   // the store's disk refused a write (full?): memory only since
+  uint64_t fetch_us = 0;         // time spent getting compressed bytes (network or chunk cache)
+  uint64_t inflate_us = 0;       // time spent inflating spans
 };
 
 class TarSource : public erofs::BlockSource {
@@ -53,6 +69,9 @@ class TarSource : public erofs::BlockSource {
 
   void Read(uint64_t offset, size_t len, void* buf) const override;
   uint64_t Size() const override;
+  // Bytes already in the span store are lent as the store's fd (same offsets as the tar), so a
+  // FUSE reply can splice them instead of copying.
+  bool LendFd(uint64_t offset, size_t len, const FdUser& use) const override;
 
   TarSourceStats Stats() const;
   fetcher::RangeFetcherStats FetchStats() const;

@@ -81,10 +81,12 @@ std::vector<std::string> GetStrings(const toml::table& t, const std::string& key
 }
 
 LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
-  RejectUnknown(t,
-                {"enable", "socket", "root", "cache_dir", "cache_max_mb", "hosts_dir",
-                 "docker_config", "plain_http", "read_timeout_s", "fuse_threads", "span_cache_mb"},
-                "lazy.", origin);
+  RejectUnknown(
+      t,
+      {"enable", "socket", "root", "cache_dir", "cache_max_mb", "hosts_dir", "docker_config",
+       "plain_http", "read_timeout_s", "fuse_threads", "span_cache_mb", "span_store_mb",
+       "readahead_spans", "readahead_threads", "read_ahead_kb", "splice_reads"},
+      "lazy.", origin);
   LazySettings l;
   l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
   l.socket = GetString(t, "socket", origin, l.socket);
@@ -97,6 +99,11 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
   l.read_timeout_s = GetInt(t, "read_timeout_s", "lazy.", origin, l.read_timeout_s, 1);
   l.fuse_threads = GetInt(t, "fuse_threads", "lazy.", origin, l.fuse_threads, 1);
   l.span_cache_mb = GetInt(t, "span_cache_mb", "lazy.", origin, l.span_cache_mb, 8);
+  l.span_store_mb = GetInt(t, "span_store_mb", "lazy.", origin, l.span_store_mb, 0);
+  l.readahead_spans = GetInt(t, "readahead_spans", "lazy.", origin, l.readahead_spans, 0);
+  l.readahead_threads = GetInt(t, "readahead_threads", "lazy.", origin, l.readahead_threads, 1);
+  l.read_ahead_kb = GetInt(t, "read_ahead_kb", "lazy.", origin, l.read_ahead_kb, 0);
+  l.splice_reads = GetBool(t, "splice_reads", "lazy.", origin, l.splice_reads);
   for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
     if (p->empty() || p->front() != '/')
       Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");

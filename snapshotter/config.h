@@ -38,6 +38,12 @@ struct LazySettings {
   int64_t read_timeout_s = 60;  // reads wait this long for an unreachable registry, then EIO
   int64_t fuse_threads = 8;
   int64_t span_cache_mb = 32;  // inflated spans kept in memory, per mounted layer
+  // Inflated spans kept on local disk (under root) while a layer is served, per layer; 0: none.
+  int64_t span_store_mb = 2048;
+  int64_t readahead_spans = 8;    // spans fetched ahead of a sequential reader
+  int64_t readahead_threads = 3;  // per layer: fetch + verify + inflate overlap on every core
+  int64_t read_ahead_kb = 4096;   // the kernel's read-ahead on each lazy mount (its bdi)
+  bool splice_reads = true;       // hand stored bytes to the kernel by splice, not a copy
 };
 
 struct DaemonConfig {

@@ -4,6 +4,10 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <random>
 #include <thread>
@@ -191,6 +195,92 @@ TEST_F(TarSourceTest, ASequentialReadInflatesEverySpanOnce) {
   EXPECT_EQ(st.spans_inflated, cps_->size());
   EXPECT_GT(st.readahead_spans, 0u);
   EXPECT_LE(s.source->FetchStats().bytes_fetched, blob_->size());
+}
+
+TEST_F(TarSourceTest, ReadAheadFetchesRunsOfSpansInFewRequests) {
+  TarSourceOptions o;
+  o.readahead_spans = 8;
+  o.workers = 3;
+  o.readahead_fetch_bytes = 16ull << 20;
+  auto s = Make(o);
+  std::string all;
+  for (uint64_t off = 0; off < tar_->size(); off += 256 * 1024) {
+    all += Read(*s.source, off, std::min<uint64_t>(256 * 1024, tar_->size() - off));
+  }
+  EXPECT_TRUE(all == *tar_);
+  auto st = s.source->Stats();
+  EXPECT_EQ(st.spans_inflated, cps_->size());
+  EXPECT_GE(st.readahead_spans, cps_->size() / 2);
+  // One request per span would be cps_->size(); batches of adjacent spans need far fewer.
+  EXPECT_LE(s.source->FetchStats().requests, cps_->size() / 2) << cps_->size() << " spans";
+}
+
+TEST_F(TarSourceTest, TheSpanStoreServesRereadsWithoutInflatingAgain) {
+  TempDir store("spanstore");
+  TarSourceOptions o;
+  o.span_cache_bytes = 2 * kSpan;  // memory holds two spans: rereads must come from the store
+  o.store_dir = store.path();
+  auto s = Make(o);
+  for (int pass = 0; pass < 2; ++pass) {
+    std::string all;
+    for (uint64_t off = 0; off < tar_->size(); off += 100 * 1000) {
+      all += Read(*s.source, off, std::min<uint64_t>(100 * 1000, tar_->size() - off));
+    }
+    ASSERT_TRUE(all == *tar_) << "pass " << pass;
+  }
+  auto st = s.source->Stats();
+  EXPECT_EQ(st.spans_inflated, cps_->size());
+  EXPECT_GT(st.store_hits, 0u);
+  EXPECT_EQ(st.store_bytes, tar_->size());
+  EXPECT_FALSE(st.store_disabled);
+}
+
+TEST_F(TarSourceTest, StoredBytesAreLentAsTheStoresFdAtTarOffsets) {
+  TempDir store("spanstore");
+  TarSourceOptions o;
+  o.store_dir = store.path();
+  auto s = Make(o);
+  auto never = [](int, uint64_t) { ADD_FAILURE() << "lent bytes that are not stored"; };
+  uint64_t off = (*cps_)[2].out + 777;
+  EXPECT_FALSE(s.source->LendFd(off, 5000, never)) << "nothing is stored yet";
+  ASSERT_EQ(Read(*s.source, off, 10), tar_->substr(off, 10));  // inflates (and stores) span 2
+  std::string got(5000, '\0');
+  bool used = false;
+  EXPECT_TRUE(s.source->LendFd(off, got.size(), [&](int fd, uint64_t pos) {
+    used = true;
+    EXPECT_EQ(::pread(fd, got.data(), got.size(), static_cast<off_t>(pos)),
+              static_cast<ssize_t>(got.size()));
+  }));
+  EXPECT_TRUE(used);
+  EXPECT_TRUE(got == tar_->substr(off, got.size()));
+  // A range reaching into a span that is not stored is not lent (Read fetches it).
+  uint64_t edge = (*cps_)[3].out - 100;
+  EXPECT_FALSE(s.source->LendFd(edge, 200, never));
+  auto plain = Make({}, {}, "no-store");
+  ASSERT_EQ(Read(*plain.source, off, 10), tar_->substr(off, 10));
+  EXPECT_FALSE(plain.source->LendFd(off, 10, never)) << "no store, nothing to lend";
+}
+
+TEST_F(TarSourceTest, AFullSpanStoreDiskLosesNothing) {
+  TempDir dir("spanstore");
+  std::string mnt = dir / "small";
+  MakeDirs(mnt);
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  TarSourceOptions o;
+  o.store_dir = mnt;
+  auto s = Make(o);
+  std::string all;
+  for (uint64_t off = 0; off < tar_->size(); off += 1 << 20) {
+    all += Read(*s.source, off, std::min<uint64_t>(1 << 20, tar_->size() - off));
+  }
+  EXPECT_TRUE(all == *tar_);
+  EXPECT_TRUE(s.source->Stats().store_disabled)
+      << "2 MiB of tmpfs held a " << tar_->size() << "-byte tar";
+  EXPECT_EQ(Read(*s.source, 12345, 1000), tar_->substr(12345, 1000));
 }
 
 TEST_F(TarSourceTest, ConcurrentReadersOfOneSpanShareOneInflate) {

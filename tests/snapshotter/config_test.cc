@@ -92,10 +92,17 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_FALSE(d.lazy.enable);
   EXPECT_EQ(d.lazy.socket, "/run/lazysnap/fused.sock");
   EXPECT_EQ(d.lazy.read_timeout_s, 60);
+  EXPECT_EQ(d.lazy.span_store_mb, 2048);
+  EXPECT_EQ(d.lazy.readahead_spans, 8);
+  EXPECT_EQ(d.lazy.readahead_threads, 3);
+  EXPECT_EQ(d.lazy.read_ahead_kb, 4096);
+  EXPECT_TRUE(d.lazy.splice_reads);
   auto c = ParseDaemonConfig(
       "[lazy]\nenable = true\nsocket = \"/run/f.sock\"\nroot = \"/srv/lazy\"\n"
       "cache_dir = \"/srv/cache\"\ncache_max_mb = 512\nplain_http = [\"127.0.0.1:5000\", "
-      "\"reg:80\"]\nread_timeout_s = 5\nfuse_threads = 2\nspan_cache_mb = 16\n",
+      "\"reg:80\"]\nread_timeout_s = 5\nfuse_threads = 2\nspan_cache_mb = 16\n"
+      "span_store_mb = 0\nreadahead_spans = 0\nreadahead_threads = 1\nread_ahead_kb = 128\n"
+      "splice_reads = false\n",
       "t.toml");
   EXPECT_TRUE(c.lazy.enable);
   EXPECT_EQ(c.lazy.socket, "/run/f.sock");
@@ -106,12 +113,19 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_EQ(c.lazy.read_timeout_s, 5);
   EXPECT_EQ(c.lazy.fuse_threads, 2);
   EXPECT_EQ(c.lazy.span_cache_mb, 16);
+  EXPECT_EQ(c.lazy.span_store_mb, 0);
+  EXPECT_EQ(c.lazy.readahead_spans, 0);
+  EXPECT_EQ(c.lazy.readahead_threads, 1);
+  EXPECT_EQ(c.lazy.read_ahead_kb, 128);
+  EXPECT_FALSE(c.lazy.splice_reads);
 }
 
 TEST(DaemonConfig, LazyErrors) {
   ExpectError("[lazy]\nenabel = true\n", "unknown key \"lazy.enabel\"");
   ExpectError("[lazy]\nread_timeout_s = \"5\"\n", "must be an integer");
   ExpectError("[lazy]\nread_timeout_s = 0\n", "at least 1");
+  ExpectError("[lazy]\nreadahead_threads = 0\n", "at least 1");
+  ExpectError("[lazy]\nspan_store_mb = -1\n", "at least 0");
   ExpectError("[lazy]\nplain_http = \"127.0.0.1\"\n", "array of strings");
   ExpectError("[lazy]\nplain_http = [1]\n", "array of strings");
   ExpectError("[lazy]\nsocket = \"rel.sock\"\n", "absolute");

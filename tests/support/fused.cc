@@ -15,12 +15,13 @@ std::string LazysnapCliBinary() {
   return LAZYSNAP_CLI_PATH;
 }
 
-FusedProcess::FusedProcess(const std::vector<std::string>& plain_http, int read_timeout_s) {
+FusedProcess::FusedProcess(const std::vector<std::string>& plain_http, int read_timeout_s,
+                           const std::string& extra_config) {
   std::string hosts;
   for (const auto& h : plain_http) hosts += (hosts.empty() ? "\"" : ", \"") + h + "\"";
   config_ = "[lazy]\nenable = true\nsocket = \"" + socket() + "\"\nroot = \"" + root() +
             "\"\ncache_dir = \"" + cache_dir() + "\"\nplain_http = [" + hosts +
-            "]\nread_timeout_s = " + std::to_string(read_timeout_s) + "\n";
+            "]\nread_timeout_s = " + std::to_string(read_timeout_s) + "\n" + extra_config + "\n";
   WriteFileAtomic(dir_ / "config.toml", config_);
   Start();
 }

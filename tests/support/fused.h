@@ -16,7 +16,9 @@ namespace lazysnap::testing {
 class FusedProcess {
  public:
   // `plain_http`: registry hosts reached over http.
-  explicit FusedProcess(const std::vector<std::string>& plain_http, int read_timeout_s = 60);
+  // `extra_config`: more `[lazy]` keys (TOML lines), e.g. a benchmark's tuning.
+  explicit FusedProcess(const std::vector<std::string>& plain_http, int read_timeout_s = 60,
+                        const std::string& extra_config = "");
   ~FusedProcess();
 
   const std::string& config() const { return config_; }
