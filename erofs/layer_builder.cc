@@ -21,6 +21,7 @@
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
 #include "erofs/reader.h"
+#include "erofs/tar_root_fix.h"
 #include "erofs/tar_scanner.h"
 
 namespace lazysnap::erofs {
@@ -223,10 +224,12 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
     SigpipeGuard sigpipe;
     if (opts.mode == ImageMode::kIndexOnly && !opts.discard_blob) blob.emplace(blob_partial);
     bool ended = false;  // the end-of-archive blocks went out: mkfs.erofs gets nothing more
-    auto forward = [&](const uint8_t* data, size_t len) {
+    // Everything mkfs.erofs reads goes through `root_fix` (a "/" entry would crash it).
+    TarRootFix root_fix([&](const uint8_t* data, size_t len) {
       if (len && !child_gone && !WriteToChild(wr.get(), data, len, opts.stall_timeout))
         child_gone = true;
-    };
+    });
+    auto forward = [&](const uint8_t* data, size_t len) { root_fix.Feed(data, len); };
     auto sink = [&](const uint8_t* data, size_t len) {
       uint64_t start = scanner.offset();
       scanner.Feed(data, len);
@@ -248,8 +251,9 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
     if (!scanner.saw_end_marker() && !child_gone) {
       // mkfs.erofs wants the end-of-archive blocks; the blob/digest keep the stream as it came.
       static const uint8_t kEnd[1024] = {};
-      if (!WriteToChild(wr.get(), kEnd, sizeof(kEnd), opts.stall_timeout)) child_gone = true;
+      forward(kEnd, sizeof(kEnd));
     }
+    root_fix.Flush();
     if (blob) blob->Close();
   } catch (...) {
     wr.reset();

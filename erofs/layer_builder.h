@@ -19,6 +19,8 @@
 // in an upper layer masks the attributes of the same directory in lower layers (containerd's
 // applier would keep the lower ones); layer tars from docker/buildkit list their parents, so this
 // mostly concerns the root.
+// A root entry spelled with slashes ("/", as umoci insert writes it first) reaches mkfs.erofs as
+// "." (tar_root_fix.h: mkfs.erofs 1.8.6 crashes on it); the blob and the digest keep it as it came.
 // Reproducible: fixed UUID and build time (0, applied to the superblock only: files keep their
 // tar mtimes), data sorted by path, so the same layer yields the same image bytes.
 #pragma once

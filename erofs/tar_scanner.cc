@@ -14,8 +14,13 @@ std::string Field(const uint8_t* p, size_t n) {
   return std::string(reinterpret_cast<const char*>(p), len);
 }
 
-// Octal (NUL/space terminated) or GNU base-256 (high bit of the first byte set).
-bool ParseNumber(const uint8_t* p, size_t n, uint64_t* out) {
+bool HeaderOnlyType(char t) {
+  return t == '1' || t == '2' || t == '3' || t == '4' || t == '5' || t == '6';
+}
+
+}  // namespace
+
+bool ParseTarNumber(const uint8_t* p, size_t n, uint64_t* out) {
   if (p[0] & 0x80) {
     if (p[0] & 0x40) return false;  // negative
     uint64_t v = p[0] & 0x3f;
@@ -38,12 +43,6 @@ bool ParseNumber(const uint8_t* p, size_t n, uint64_t* out) {
   *out = v;  // an all-blank field reads as 0, as GNU tar does
   return true;
 }
-
-bool HeaderOnlyType(char t) {
-  return t == '1' || t == '2' || t == '3' || t == '4' || t == '5' || t == '6';
-}
-
-}  // namespace
 
 bool EscapesRoot(const std::string& path) {
   std::string_view rest(path);
@@ -135,7 +134,7 @@ void TarScanner::OnHeader() {
     return;
   }
   uint64_t want = 0;
-  if (!ParseNumber(hdr_ + 148, 8, &want)) Fail("unparsable header checksum");
+  if (!ParseTarNumber(hdr_ + 148, 8, &want)) Fail("unparsable header checksum");
   uint64_t sum = 0;
   int64_t ssum = 0;
   for (size_t i = 0; i < sizeof(hdr_); ++i) {
@@ -147,7 +146,7 @@ void TarScanner::OnHeader() {
     Fail("header checksum mismatch (not a tar stream, or corrupt)");
   char type = static_cast<char>(hdr_[156]);
   uint64_t size = 0;
-  if (!ParseNumber(hdr_ + 124, 12, &size)) Fail("unparsable size field");
+  if (!ParseTarNumber(hdr_ + 124, 12, &size)) Fail("unparsable size field");
   bool ustar = memcmp(hdr_ + 257, "ustar", 5) == 0;
 
   if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {

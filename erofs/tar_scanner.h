@@ -64,6 +64,10 @@ class TarScanner {
 // "./a//b/" -> "a/b"; "/", "." and "./" -> "" (the root).
 std::string NormalizePath(const std::string& path);
 
+// A numeric header field: octal (NUL/space terminated) or GNU base-256 (high bit of the first byte
+// set). False if unparsable.
+bool ParseTarNumber(const uint8_t* p, size_t n, uint64_t* out);
+
 // True if `path` (a tar entry name) has a ".." component. Leading "/" and "./" are fine.
 bool EscapesRoot(const std::string& path);
 

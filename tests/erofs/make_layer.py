@@ -4,7 +4,7 @@
 Entries are serialised one by one (TarInfo.tobuf) so a single archive can mix GNU and PAX
 headers, repeat a path, or stop without the end-of-archive blocks.
 
-usage: make_layer.py KIND OUT   KIND = corpus | lower | upper | rootfs | implicit
+usage: make_layer.py KIND OUT   KIND = corpus | lower | upper | rootfs | implicit | rootslash
 """
 import io
 import os
@@ -182,6 +182,22 @@ def implicit(out):
     w.close()
 
 
+def rootslash(out):
+    """The root spelled "/" as the first entry (umoci insert writes layers so), and "//" later."""
+    w = Writer(out)
+    w.dir("/", mode=0o750, mtime=MTIME + 5)
+    w.dir("etc/")
+    w.add("etc/hello", data=b"hello\n")
+    w.add("etc/odd", data=rand(1000, 3), mode=0o600)
+    w.dir("names/")
+    w.add("names/gnu-" + "g" * 150, data=b"gnu long name\n", fmt=GNU)
+    w.add("names/pax-" + "p" * 200, data=b"pax long name\n")
+    w.add("big", data=rand(70000, 9))
+    w.add("link", tarfile.SYMTYPE, linkname="etc/hello", mode=0o777)
+    w.dir("//", mode=0o750, mtime=MTIME + 5, fmt=GNU)
+    w.close()
+
+
 if __name__ == "__main__":
     {"corpus": corpus, "lower": lower, "upper": upper, "rootfs": rootfs,
-     "implicit": implicit}[sys.argv[1]](sys.argv[2])
+     "implicit": implicit, "rootslash": rootslash}[sys.argv[1]](sys.argv[2])
