@@ -19,37 +19,16 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "lazy/fuse_server.h"
 
 namespace lazysnap::lazy {
-namespace {
-
-int ErrnoOf(const std::exception& e) {
-  if (const auto* le = dynamic_cast<const Error*>(&e)) {
-    switch (le->code()) {
-      case ErrorCode::kNotFound:
-        return ENOENT;
-      case ErrorCode::kInvalidArgument:
-        return EINVAL;
-      case ErrorCode::kResourceExhausted:
-        return ENOMEM;
-      default:
-        return EIO;  // unreachable registry past the timeout, failed verification, ...
-    }
-  }
-  if (dynamic_cast<const std::bad_alloc*>(&e)) return ENOMEM;
-  return EIO;
-}
-
-}  // namespace
 
 struct FuseLayerMount::Impl {
   std::string mountpoint;
   std::shared_ptr<const erofs::Reader> reader;
   FuseLayerOptions opts;
   const Logger& log;
-  fuse_session* se = nullptr;
-  std::thread loop;
-  dev_t dev = 0;
+  std::unique_ptr<FuseServer> server;
   std::atomic<uint64_t> lookups{0}, reads{0}, bytes_read{0}, errors{0};
 
   Impl(const Logger& l) : log(l) {}
@@ -76,7 +55,7 @@ struct FuseLayerMount::Impl {
   }
 
   void Fail(fuse_req_t req, const std::exception& e, const char* op, uint64_t nid) {
-    int err = ErrnoOf(e);
+    int err = FuseServer::ErrnoOf(e);
     if (err != ENOENT) {
       errors.fetch_add(1, std::memory_order_relaxed);
       log.Warn("lazy layer request failed", {{"mountpoint", mountpoint},
@@ -100,12 +79,8 @@ struct DirHandle {
   std::vector<erofs::DirEntry> entries;  // "." and ".." first
 };
 
-void OpInit(void* userdata, fuse_conn_info* conn) {
-  (void)userdata;
-  // Reads come in large pieces; the kernel may keep pages across opens (the layer never changes).
-  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  conn->max_readahead = 4u << 20;
+void OpInit(void*, fuse_conn_info* conn) {
+  FuseServer::InitConnection(conn);
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -302,22 +277,6 @@ const fuse_lowlevel_ops kOps = [] {
   return ops;
 }();
 
-// Aborts a FUSE connection through fusectl (mounting it if the host has not), which fails every
-// pending and future request of that connection with ENOTCONN and ends the server's reads.
-void AbortConnection(dev_t dev, const Logger& log) {
-  const std::string dir = "/sys/fs/fuse/connections";
-  std::string abort = dir + "/" + std::to_string(minor(dev)) + "/abort";
-  if (!PathExists(abort)) ::mount("fusectl", dir.c_str(), "fusectl", 0, nullptr);
-  FILE* f = std::fopen(abort.c_str(), "w");
-  if (f == nullptr) {
-    log.Warn("could not abort a FUSE connection",
-             {{"path", abort}, {"error", std::strerror(errno)}});
-    return;
-  }
-  std::fputs("1", f);
-  std::fclose(f);
-}
-
 }  // namespace
 
 FuseLayerMount::FuseLayerMount(const std::string& mountpoint,
@@ -328,59 +287,15 @@ FuseLayerMount::FuseLayerMount(const std::string& mountpoint,
   im.mountpoint = mountpoint;
   im.reader = std::move(reader);
   im.opts = opts;
-  std::string o = "ro,allow_other,default_permissions,fsname=" + opts.fsname + ",subtype=lazysnap";
-  std::vector<std::string> argv_s = {"lazysnap-fused", "-o", o};
-  std::vector<char*> argv;
-  for (auto& s : argv_s) argv.push_back(s.data());
-  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  im.se = fuse_session_new(&args, &kOps, sizeof kOps, &im);
-  fuse_opt_free_args(&args);  // libfuse copied what it keeps
-  if (im.se == nullptr) {
-    throw Error(ErrorCode::kInternal, "fuse_session_new failed for " + mountpoint);
-  }
-  if (fuse_session_mount(im.se, mountpoint.c_str()) != 0) {
-    fuse_session_destroy(im.se);
-    throw Error(ErrorCode::kFailedPrecondition, "cannot mount FUSE at " + mountpoint);
-  }
-  im.loop = std::thread([&im] {
-    fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, 1);
-    fuse_loop_cfg_set_max_threads(cfg, im.opts.max_threads);
-    fuse_loop_cfg_set_idle_threads(cfg, 2);
-    fuse_session_loop_mt(im.se, cfg);
-    fuse_loop_cfg_destroy(cfg);
-  });
-  // Only now: a stat of the mountpoint is a request the loop must answer.
-  struct stat st {};
-  if (::stat(mountpoint.c_str(), &st) == 0) im.dev = st.st_dev;
-  // The kernel's default readahead (128 KiB) makes a sequential reader pay one round trip per
-  // 128 KiB; a larger window lets it ask for whole spans.
-  if (opts.read_ahead_kb && im.dev) {
-    std::string bdi = "/sys/class/bdi/" + std::to_string(major(im.dev)) + ":" +
-                      std::to_string(minor(im.dev)) + "/read_ahead_kb";
-    if (FILE* f = std::fopen(bdi.c_str(), "w")) {
-      std::fprintf(f, "%u", opts.read_ahead_kb);
-      std::fclose(f);
-    }
-  }
+  FuseServerOptions so;
+  so.fsname = opts.fsname;
+  so.max_threads = opts.max_threads;
+  so.read_ahead_kb = opts.read_ahead_kb;
+  im.server = std::make_unique<FuseServer>(mountpoint, kOps, &im, so, log);
 }
 
 FuseLayerMount::~FuseLayerMount() {
-  Impl& im = *impl_;
-  fuse_session_exit(im.se);
-  // A plain umount ends the connection (the loop's reads fail with ENODEV); if the filesystem is
-  // busy, detach it and abort the connection so the loop threads return.
-  if (::umount2(im.mountpoint.c_str(), 0) != 0) {
-    ::umount2(im.mountpoint.c_str(), MNT_DETACH);
-    if (im.dev) AbortConnection(im.dev, im.log);
-  }
-  auto done = std::async(std::launch::async, [&im] { im.loop.join(); });
-  if (done.wait_for(std::chrono::seconds(3)) != std::future_status::ready) {
-    if (im.dev) AbortConnection(im.dev, im.log);
-    done.wait();
-  }
-  fuse_session_unmount(im.se);  // closes the device fd; the mount itself is gone already
-  fuse_session_destroy(im.se);
+  impl_->server.reset();  // the loop threads use the rest of Impl until they are gone
 }
 
 const std::string& FuseLayerMount::mountpoint() const {

@@ -94,6 +94,7 @@ int Run(int argc, char** argv) {
   so.readahead_threads = static_cast<unsigned>(lz.readahead_threads);
   so.read_ahead_kb = static_cast<unsigned>(lz.read_ahead_kb);
   so.splice_reads = lz.splice_reads;
+  so.kernel_erofs = lz.kernel_erofs;
   lazysnap::MakeDirs(lz.root, 0700);
   auto slash = lz.socket.rfind('/');
   if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/temp_dir.h"
 #include "erofs/reader.h"
 #include "fetcher/chunk_cache.h"
@@ -19,6 +20,7 @@
 #include "labels/reference.h"
 #include "lazy/fuse_layer.h"
 #include "lazy/index_artifact.h"
+#include "lazy/kernel_layer.h"
 #include "lazy/layer_index.h"
 #include "lazy/tar_source.h"
 
@@ -58,7 +60,9 @@ struct LayerService::Impl {
     LayerRef ref;
     std::shared_ptr<fetcher::RangeFetcher> fetcher;
     std::shared_ptr<TarSource> source;
-    std::unique_ptr<FuseLayerMount> fuse;
+    std::unique_ptr<FuseLayerMount> fuse;      // the tree over FUSE, or
+    std::unique_ptr<KernelLayerMount> kernel;  // the kernel's EROFS over a FUSE-served tar
+    FuseLayerStats Stats() const { return kernel ? kernel->Stats() : fuse->Stats(); }
   };
   mutable std::mutex mu;  // mounts
   std::map<std::string, Mounted> mounts;
@@ -74,6 +78,21 @@ struct LayerService::Impl {
 
   std::string IndexPath(const std::string& layer) const {
     return opts.root + "/indexes/" + Hex(layer) + ".idx";
+  }
+  std::string MetaPath(const std::string& layer) const {
+    return opts.root + "/meta/" + Hex(layer) + ".erofs";
+  }
+  // Where the kernel path's FUSE-served tar of the layer mounted at `mountpoint` lives.
+  std::string BlobDir(const std::string& mountpoint) const {
+    return opts.root + "/blobs/" + Sha256Hex(mountpoint).substr(0, 24);
+  }
+
+  // A mount left at `mountpoint` by an earlier server (dead FUSE: ENOTCONN; a kernel EROFS mount
+  // whose blob died) and its blob go before mounting anew.
+  void DetachStale(const std::string& mountpoint) const {
+    if (IsMountPoint(mountpoint)) ::umount2(mountpoint.c_str(), MNT_DETACH);
+    std::string blob = BlobDir(mountpoint);
+    if (IsMountPoint(blob)) ::umount2(blob.c_str(), MNT_DETACH);
   }
 
   fetcher::RegistryOptions RegistryFor(const labels::Reference& ref) const {
@@ -131,14 +150,27 @@ struct LayerService::Impl {
     to.unavailable_timeout = opts.read_timeout;
     m.source = std::make_shared<TarSource>(m.fetcher, idx.compression, idx.tar_size,
                                            std::move(idx.checkpoints), to);
-    auto reader = erofs::Reader::Open(
-        std::make_shared<erofs::MemoryBlockSource>(std::move(idx.erofs_image)), {m.source});
     FuseLayerOptions fo;
     fo.max_threads = opts.fuse_threads;
     fo.read_ahead_kb = opts.read_ahead_kb;
     fo.splice_reads = opts.splice_reads;
     fo.fsname = "lazysnap:" + Hex(ref.layer_digest).substr(0, 12);
     fo.ino_base = std::stoull(Hex(ref.layer_digest).substr(0, 5), nullptr, 16) << 40;
+    if (opts.kernel_erofs) {
+      try {
+        std::string meta = MetaPath(ref.layer_digest);
+        if (!PathExists(meta)) WriteFileAtomic(meta, idx.erofs_image, 0600);
+        std::string blob = BlobDir(mountpoint);
+        MakeDirs(blob, 0700);
+        m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, fo, log);
+        return m;
+      } catch (const std::exception& e) {
+        log.Warn("kernel EROFS path unavailable; serving the layer's tree over FUSE",
+                 {{"mountpoint", mountpoint}, {"error", e.what()}});
+      }
+    }
+    auto reader = erofs::Reader::Open(
+        std::make_shared<erofs::MemoryBlockSource>(std::move(idx.erofs_image)), {m.source});
     m.fuse = std::make_unique<FuseLayerMount>(mountpoint, std::move(reader), fo, log);
     return m;
   }
@@ -159,8 +191,7 @@ struct LayerService::Impl {
                    e.value("layer_digest", "")};
       struct stat st;
       if (mp.empty()) continue;
-      // A mount of the previous server is dead (ENOTCONN); detach it before mounting anew.
-      if (IsMountPoint(mp)) ::umount2(mp.c_str(), MNT_DETACH);
+      DetachStale(mp);  // the previous server's mounts are dead
       if (::stat(mp.c_str(), &st) != 0) {
         log.Info("lazy mount dropped: its directory is gone", {{"mountpoint", mp}});
         continue;
@@ -180,6 +211,8 @@ LayerService::LayerService(const LayerServiceOptions& opts, const Logger& log)
     : impl_(std::make_unique<Impl>(opts, log)) {
   MakeDirs(opts.root + "/indexes", 0700);
   MakeDirs(opts.root + "/spans", 0700);
+  MakeDirs(opts.root + "/meta", 0700);
+  MakeDirs(opts.root + "/blobs", 0700);
   fetcher::ChunkCacheOptions co;
   co.dir = opts.cache_dir;
   co.max_bytes = opts.cache_max_bytes;
@@ -233,6 +266,7 @@ void LayerService::Mount(const LayerRef& layer, const std::string& mountpoint) {
     throw Error(ErrorCode::kAlreadyExists,
                 mountpoint + " already serves layer " + it->second.ref.layer_digest);
   }
+  im.DetachStale(mountpoint);
   im.mounts.emplace(mountpoint, im.MountLayer(layer, mountpoint));
   im.SaveTable();
   im.log.Info("lazy layer mounted", {{"mountpoint", mountpoint}, {"layer", layer.layer_digest}});
@@ -244,6 +278,7 @@ void LayerService::Unmount(const std::string& mountpoint) {
   auto it = im.mounts.find(mountpoint);
   if (it == im.mounts.end()) return;
   im.mounts.erase(it);
+  ::rmdir(im.BlobDir(mountpoint).c_str());  // the kernel path's blob mountpoint, if any
   im.SaveTable();
   im.log.Info("lazy layer unmounted", {{"mountpoint", mountpoint}});
 }
@@ -256,10 +291,11 @@ nlohmann::json LayerService::Status() const {
     for (const auto& [mp, m] : im.mounts) {
       auto f = m.fetcher->Stats();
       auto s = m.source->Stats();
-      auto u = m.fuse->Stats();
+      auto u = m.Stats();
       layers.push_back({{"mountpoint", mp},
                         {"layer", m.ref.layer_digest},
                         {"image", m.ref.image_ref},
+                        {"path", m.kernel ? "kernel-erofs" : "fuse"},
                         {"bytes_fetched", f.bytes_fetched},
                         {"requests", f.requests},
                         {"chunks_fetched", f.chunks_fetched},

@@ -35,6 +35,9 @@ struct LayerServiceOptions {
   unsigned readahead_threads = 3;
   unsigned read_ahead_kb = 4096;  // the kernel's read-ahead on each FUSE mount
   bool splice_reads = true;
+  // Mount layers with the kernel's EROFS over a FUSE-served tar (metadata in the kernel); the
+  // tree over FUSE when false or when the kernel refuses.
+  bool kernel_erofs = true;
   std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered
 };
 
@@ -64,7 +67,8 @@ class LayerService {
 
   // {"layers": [{mountpoint, layer, image, bytes_fetched, requests, chunk_hits, bytes_served,
   //   file_reads, spans_inflated, span_hits, readahead_spans, store_hits, store_bytes,
-  //   store_disabled, fetch_ms, inflate_ms, fuse_errors}...], "cache": {...}}
+  //   store_disabled, fetch_ms, inflate_ms, fuse_errors, path: "kernel-erofs"|"fuse"}...],
+  //   "cache": {...}}
   nlohmann::json Status() const;
 
  private:

@@ -85,7 +85,7 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
       t,
       {"enable", "socket", "root", "cache_dir", "cache_max_mb", "hosts_dir", "docker_config",
        "plain_http", "read_timeout_s", "fuse_threads", "span_cache_mb", "span_store_mb",
-       "readahead_spans", "readahead_threads", "read_ahead_kb", "splice_reads"},
+       "readahead_spans", "readahead_threads", "read_ahead_kb", "splice_reads", "kernel_erofs"},
       "lazy.", origin);
   LazySettings l;
   l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
@@ -104,6 +104,7 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
   l.readahead_threads = GetInt(t, "readahead_threads", "lazy.", origin, l.readahead_threads, 1);
   l.read_ahead_kb = GetInt(t, "read_ahead_kb", "lazy.", origin, l.read_ahead_kb, 0);
   l.splice_reads = GetBool(t, "splice_reads", "lazy.", origin, l.splice_reads);
+  l.kernel_erofs = GetBool(t, "kernel_erofs", "lazy.", origin, l.kernel_erofs);
   for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
     if (p->empty() || p->front() != '/')
       Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");

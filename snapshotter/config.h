@@ -44,6 +44,9 @@ struct LazySettings {
   int64_t readahead_threads = 3;  // per layer: fetch + verify + inflate overlap on every core
   int64_t read_ahead_kb = 4096;   // the kernel's read-ahead on each lazy mount (its bdi)
   bool splice_reads = true;       // hand stored bytes to the kernel by splice, not a copy
+  // Layers mounted by the kernel's EROFS (metadata in the kernel) over a FUSE-served tar; false:
+  // the whole tree over FUSE. Falls back to the tree where the kernel refuses.
+  bool kernel_erofs = true;
 };
 
 struct DaemonConfig {

@@ -13,6 +13,7 @@ std::vector<Mount> NativeMounts(Kind kind, const std::string& fs_dir, const std:
   }
   std::vector<std::string> options;
   if (opts.index_off) options.push_back("index=off");
+  if (opts.xino_on) options.push_back("xino=on");
   if (kind == Kind::kActive) {
     options.push_back("workdir=" + work_dir);
     options.push_back("upperdir=" + fs_dir);

@@ -13,6 +13,9 @@ namespace lazysnap::snapshotter {
 
 struct OverlayOptions {
   bool index_off = true;  // index=off: hard links across layers would otherwise need an index dir
+  // xino=on: inode numbers carry the layer, so files of lowers on different filesystems (kernel
+  // EROFS lazy layers, whose inode numbers restart in each) never share one st_ino.
+  bool xino_on = false;
 };
 
 // `fs_dir`/`work_dir`: this snapshot's dirs; `parent_fs_dirs`: ancestors' fs dirs, nearest first.

@@ -173,14 +173,19 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
   throw Error(ErrorCode::kAlreadyExists, "target snapshot \"" + name + "\": already exists");
 }
 
-void Snapshotter::EnsureLazyServed(const SnapshotRecord& layer) {
+bool Snapshotter::EnsureLazyServed(const SnapshotRecord& layer) {
   constexpr long kFuseSuperMagic = 0x65735546;
+  constexpr long kErofsSuperMagic = 0xE0F5E1E2;
   std::string fs_dir = SnapshotDir(layer.id) + "/fs";
   struct statfs sf;
-  if (::statfs(fs_dir.c_str(), &sf) == 0 && sf.f_type == kFuseSuperMagic) return;
-  // lazysnap-fused lost this mount (it restarted without its table, or it died: ENOTCONN). A
+  bool ok = ::statfs(fs_dir.c_str(), &sf) == 0;
+  if (ok && sf.f_type == kFuseSuperMagic) return false;  // a dead FUSE server fails: ENOTCONN
+  // A kernel EROFS mount looks alive even when the FUSE server of its data died, so ask
+  // lazysnap-fused to serve it (a no-op when it does; it replaces a stale mount otherwise).
+  bool erofs = ok && sf.f_type == kErofsSuperMagic;
+  // Otherwise lazysnap-fused lost this mount (it restarted without its table, or it died). A
   // container on an empty lower dir would see a wrong tree, so mount the layer again or refuse.
-  ::umount2(fs_dir.c_str(), MNT_DETACH);  // a dead mount goes first; EINVAL when there is none
+  if (!erofs) ::umount2(fs_dir.c_str(), MNT_DETACH);  // a dead mount goes first
   LayerPlan plan;
   plan.mode = LayerMode::kLazy;
   plan.remote_name = layer.info.name;
@@ -193,17 +198,20 @@ void Snapshotter::EnsureLazyServed(const SnapshotRecord& layer) {
                 "lazy layer " + layer.info.name +
                     " is not served and could not be mounted again: " + e.what());
   }
-  log_.Warn("lazy layer was not served; mounted it again", {{"name", layer.info.name}});
+  if (!erofs) log_.Warn("lazy layer was not served; mounted it again", {{"name", layer.info.name}});
+  struct statfs now;
+  return ::statfs(fs_dir.c_str(), &now) == 0 && now.f_type == kErofsSuperMagic;
 }
 
 std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
   std::vector<std::string> parents;
   std::vector<SnapshotRecord> chain = store_->AncestorRecords(rec.id);  // nearest first
   bool remote = false;
+  OverlayOptions overlay = opts_.overlay;
   for (const auto& a : chain) {
     parents.push_back(SnapshotDir(a.id) + "/fs");
     remote = remote || a.mode == LayerMode::kProxy;  // lazy layers' fs dirs hold their mounts
-    if (a.mode == LayerMode::kLazy) EnsureLazyServed(a);
+    if (a.mode == LayerMode::kLazy && EnsureLazyServed(a)) overlay.xino_on = true;
   }
   std::string dir = SnapshotDir(rec.id);
   if (remote) {
@@ -215,7 +223,7 @@ std::vector<Mount> Snapshotter::MountsFor(const SnapshotRecord& rec) {
     std::reverse(chain.begin(), chain.end());
     return opts_.remote_mounts->Build(rec, chain, dir + "/fs", dir + "/work", parents);
   }
-  return NativeMounts(rec.info.kind, dir + "/fs", dir + "/work", parents, opts_.overlay);
+  return NativeMounts(rec.info.kind, dir + "/fs", dir + "/work", parents, overlay);
 }
 
 std::vector<Mount> Snapshotter::Mounts(const std::string& key) {

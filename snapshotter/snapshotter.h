@@ -60,9 +60,10 @@ class Snapshotter {
   // remote-snapshot protocol's answer, after which containerd finds it with List + Stat. Returns
   // (having recorded nothing) only when a lazy layer could not be mounted.
   void CommitRemote(const PrepareRequest& req, const LayerPlan& plan);
-  // A lazy layer's fs dir must hold its live FUSE mount before anything stacks on it: mounts it
-  // again through the planner if not; throws Error(kUnavailable) if that fails.
-  void EnsureLazyServed(const SnapshotRecord& layer);
+  // A lazy layer's fs dir must hold its live mount before anything stacks on it: mounts it
+  // again through the planner if not; throws Error(kUnavailable) if that fails. True when the
+  // layer is a kernel EROFS mount (its inode numbers need xino=on in the overlay).
+  bool EnsureLazyServed(const SnapshotRecord& layer);
 
   SnapshotterOptions opts_;
   const Logger& log_;

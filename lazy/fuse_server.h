@@ -1,0 +1,53 @@
+// A mounted libfuse3 low-level session with its multi-threaded loop: the part every lazysnap
+// FUSE filesystem shares (the layer tree of fuse_layer.h, the one-file tar of fuse_blob.h).
+//
+// Mounting starts the loop before anything touches the mountpoint (a stat of it is a request
+// the loop must answer). Destruction unmounts; when something still holds the filesystem (an
+// overlay over it) the mount is detached and the connection aborted through fusectl, so no loop
+// thread is left behind.
+#pragma once
+
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 312
+#endif
+#include <fuse_lowlevel.h>
+#include <sys/types.h>
+
+#include <string>
+#include <thread>
+
+#include "common/log.h"
+
+namespace lazysnap::lazy {
+
+struct FuseServerOptions {
+  std::string fsname = "lazysnap";
+  unsigned max_threads = 8;
+  unsigned read_ahead_kb = 4096;  // written to the mount's bdi; 0 leaves the kernel default
+};
+
+class FuseServer {
+ public:
+  // Throws Error naming the mountpoint on failure (nothing stays mounted then).
+  FuseServer(const std::string& mountpoint, const fuse_lowlevel_ops& ops, void* userdata,
+             const FuseServerOptions& opts, const Logger& log);
+  ~FuseServer();
+  FuseServer(const FuseServer&) = delete;
+  FuseServer& operator=(const FuseServer&) = delete;
+
+  const std::string& mountpoint() const { return mountpoint_; }
+
+  // The init handler both filesystems use: splice replies, no writeback cache, large reads.
+  static void InitConnection(fuse_conn_info* conn);
+  // errno for an exception from a request handler (Error codes mapped; EIO otherwise).
+  static int ErrnoOf(const std::exception& e);
+
+ private:
+  std::string mountpoint_;
+  const Logger& log_;
+  fuse_session* se_ = nullptr;
+  std::thread loop_;
+  dev_t dev_ = 0;
+};
+
+}  // namespace lazysnap::lazy
