@@ -91,6 +91,27 @@ if ! have huge-files.2; then
   rm -rf "$work/huge"
   done_mark huge-files.2
 fi
+if ! have lazy-app && ((!quick)); then
+  # The lazy-start case: 4 layers, ~310 MB compressed (busybox; 2,000 small config files + 200
+  # libraries of 100 KiB; a 128 MiB model; a 128 MiB model + a 32 MiB database). Its ready command
+  # prints a small file, then checksums a big one: first output needs a few KiB of the image.
+  rm -rf "$work/app" && mkdir -p "$work/app/etc" "$work/app/lib"
+  perl -e 'for my $f (0..1999) { open(my $h, ">", "$ARGV[0]/etc/conf$f.conf") or die;
+      print $h map { "key$_ = value " . ($f * 7919 + $_) % 100003 . "\n" } 1 .. (20 + $f % 80); close $h }
+      open(my $h, ">", "$ARGV[0]/etc/app.conf") or die; print $h "app ready\n"; close $h' "$work/app"
+  for i in $(seq 0 199); do head -c 102400 /dev/urandom >"$work/app/lib/lib$i.so"; done
+  add_layer busybox lazy-app.1 "$work/app"
+  rm -rf "$work/app" && mkdir -p "$work/app/data"
+  head -c $((128 << 20)) /dev/urandom >"$work/app/data/model1.bin"
+  add_layer lazy-app.1 lazy-app.2 "$work/app"
+  rm -rf "$work/app" && mkdir -p "$work/app/data"
+  head -c $((128 << 20)) /dev/urandom >"$work/app/data/model2.bin"
+  head -c $((32 << 20)) /dev/urandom >"$work/app/data/index.db"
+  add_layer lazy-app.2 lazy-app "$work/app"
+  umoci rm --image "$oci:lazy-app.1" && umoci rm --image "$oci:lazy-app.2"
+  rm -rf "$work/app"
+  done_mark lazy-app
+fi
 if ((quick)); then
   rm -rf "$work"
   exit 0

@@ -56,6 +56,8 @@ const std::vector<BenchImage> kAllImages = {
     {"busybox", {"sh", "-c", "echo ready"}},
     {"tiny-files", {"sh", "-c", "find /data -type f | wc -l"}},
     {"huge-files", {"sh", "-c", "sha256sum /data/big1"}},
+    // 4 layers, ~310 MB: prints a small file (first output), then checksums a 128 MiB one.
+    {"lazy-app", {"sh", "-c", "cat /etc/app.conf && sha256sum /data/model1.bin"}},
     {"debian", {"sh", "-c", "cat /etc/debian_version"}},
     {"python", {"python3", "-c", "import json, sqlite3; print('ready')"}},
     {"gcc",

@@ -12,7 +12,7 @@
 // Reads are `cat FILE > /dev/null` style: read(2) of 128 KiB until EOF. Prints medians and the
 // ratios against the native reads of the same run.
 //
-// usage: lazy_read_bench [--runs N] [--file-mb MB] [--spans 1M,4M,8M]
+// usage: lazy_read_bench [--runs N] [--file-mb MB] [--spans 1M,4M,8M] [--fused-config 'K = V']...
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -172,6 +172,7 @@ int Run(int argc, char** argv) {
   int runs = 3;
   uint64_t file_mb = 120;
   std::string spans_arg = "1M,4M,8M";
+  std::string fused_config;  // extra [lazy] keys, e.g. "readahead_threads = 4"
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -184,10 +185,13 @@ int Run(int argc, char** argv) {
       file_mb = std::stoull(next());
     else if (a == "--spans")
       spans_arg = next();
+    else if (a == "--fused-config")
+      fused_config += next() + "\n";
     else
       throw Error(ErrorCode::kInvalidArgument,
                   "unknown argument " + a +
-                      " (usage: lazy_read_bench [--runs N] [--file-mb MB] [--spans 1M,4M,8M])");
+                      " (usage: lazy_read_bench [--runs N] [--file-mb MB] [--spans 1M,4M,8M]"
+                      " [--fused-config 'KEY = VALUE']...)");
   }
   const uint64_t file_bytes = file_mb << 20;
   std::vector<SpanResult> spans;
@@ -248,7 +252,7 @@ int Run(int argc, char** argv) {
     }
     for (auto& s : spans) {
       std::fprintf(stderr, "run %d: lazy, span %s\n", run + 1, s.name.c_str());
-      FusedProcess fused({reg.host()});
+      FusedProcess fused({reg.host()}, 60, fused_config);
       LazysnapdProcess daemon("log_level = \"warn\"\n" + fused.config());
       Containerd c({.snapshotter_socket = daemon.socket(),
                     .cri = true,
