@@ -78,6 +78,9 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   } else if ((fi->flags & O_ACCMODE) != O_RDONLY) {
     fuse_reply_err(req, EROFS);
   } else {
+    // Cached (not direct_io), although EROFS caches the file data again above it: direct_io
+    // made reading 7,600 small files 1.5x (cold) to 3x (warm) slower, since every EROFS read
+    // then costs a FUSE round trip, and one big file gained <10%, within noise (measured).
     fi->keep_cache = 1;
     fi->noflush = 1;
     fuse_reply_open(req, fi);
