@@ -17,7 +17,11 @@ KernelLayerMount::KernelLayerMount(const std::string& mountpoint, const std::str
   if (blob_dir.find(',') != std::string::npos) {
     throw Error(ErrorCode::kInvalidArgument, "blob directory has a comma: " + blob_dir);
   }
-  blob_ = std::make_unique<FuseBlobMount>(blob_dir, std::move(tar), opts, log);
+  try {
+    blob_ = std::make_unique<FuseBlobMount>(blob_dir, std::move(tar), opts, log);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::kInternal, std::string("serving the layer's tar: ") + e.what());
+  }
   // mount(2) itself, not mount(8): util-linux would put the image on a loop device, and then
   // `device=` must name block devices too.
   std::string data = "device=" + blob_->file();
@@ -25,7 +29,9 @@ KernelLayerMount::KernelLayerMount(const std::string& mountpoint, const std::str
               data.c_str()) != 0) {
     int err = errno;
     blob_.reset();
-    throw Error(ErrorCode::kFailedPrecondition,
+    // EINVAL/ENOTBLK/ENODEV/EOPNOTSUPP: this kernel's EROFS cannot do it (and never will).
+    bool refused = err == EINVAL || err == ENOTBLK || err == ENODEV || err == EOPNOTSUPP;
+    throw Error(refused ? ErrorCode::kFailedPrecondition : ErrorCode::kInternal,
                 "the kernel's EROFS did not mount " + meta_image + " at " + mountpoint +
                     " with its blob on FUSE: " + std::strerror(err));
   }

@@ -19,7 +19,8 @@ namespace lazysnap::lazy {
 class KernelLayerMount {
  public:
   // Mounts the blob at `blob_dir` (an existing, comma-free directory), then `meta_image` at
-  // `mountpoint`. Throws Error (nothing stays mounted then).
+  // `mountpoint`. Throws Error (nothing stays mounted then): kFailedPrecondition when the kernel
+  // refuses such a mount at all, kInternal for anything else.
   KernelLayerMount(const std::string& mountpoint, const std::string& meta_image,
                    const std::string& blob_dir, std::shared_ptr<const erofs::BlockSource> tar,
                    const FuseLayerOptions& opts, const Logger& log);

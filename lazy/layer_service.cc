@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -66,6 +67,7 @@ struct LayerService::Impl {
   };
   mutable std::mutex mu;  // mounts
   std::map<std::string, Mounted> mounts;
+  std::atomic<bool> kernel_refused{false};  // the kernel's EROFS refused a FUSE-backed mount
 
   std::mutex lookup_mu;  // index lookups and downloads
   struct Lookup {
@@ -156,7 +158,7 @@ struct LayerService::Impl {
     fo.splice_reads = opts.splice_reads;
     fo.fsname = "lazysnap:" + Hex(ref.layer_digest).substr(0, 12);
     fo.ino_base = std::stoull(Hex(ref.layer_digest).substr(0, 5), nullptr, 16) << 40;
-    if (opts.kernel_erofs) {
+    if (opts.kernel_erofs && !kernel_refused.load()) {
       try {
         std::string meta = MetaPath(ref.layer_digest);
         if (!PathExists(meta)) WriteFileAtomic(meta, idx.erofs_image, 0600);
@@ -165,8 +167,14 @@ struct LayerService::Impl {
         m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, fo, log);
         return m;
       } catch (const std::exception& e) {
-        log.Warn("kernel EROFS path unavailable; serving the layer's tree over FUSE",
-                 {{"mountpoint", mountpoint}, {"error", e.what()}});
+        ::rmdir(BlobDir(mountpoint).c_str());
+        // A kernel that refuses once (no file-backed EROFS, before 6.12) refuses every layer.
+        auto* le = dynamic_cast<const Error*>(&e);
+        if (le && le->code() == ErrorCode::kFailedPrecondition) kernel_refused = true;
+        log.Warn(
+            "kernel EROFS path unavailable; serving the layer's tree over FUSE (for every "
+            "layer from now on if the kernel refused)",
+            {{"mountpoint", mountpoint}, {"error", e.what()}});
       }
     }
     auto reader = erofs::Reader::Open(
