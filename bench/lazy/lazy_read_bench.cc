@@ -22,7 +22,6 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -87,33 +86,14 @@ double Median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
 }
 
-// The image's top snapshot (chain ID): the committed snapshot that is nobody's parent.
-std::string TopChain(const Containerd& c, const std::string& snapshotter) {
-  std::istringstream in(
-      c.CtrOrThrow({"snapshots", "--snapshotter", snapshotter, "ls"}, 60, "k8s.io"));
-  std::string line;
-  std::set<std::string> names, parents;
-  std::getline(in, line);
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string key, parent, kind;
-    f >> key >> parent >> kind;
-    if (kind != "Committed") continue;
-    names.insert(key);
-    parents.insert(parent);
-  }
-  for (const auto& n : names)
-    if (!parents.count(n)) return n;
-  throw Error(ErrorCode::kNotFound, "no committed snapshot in " + snapshotter);
-}
-
 // Mounts a read-only view of the image's top snapshot at `target` (`ctr snapshots view --target`
 // prints the mount command).
 void MountView(const Containerd& c, const std::string& snapshotter, const std::string& target) {
   MakeDirs(target);
-  std::string printed = c.CtrOrThrow({"snapshots", "--snapshotter", snapshotter, "view", "--target",
-                                      target, "bench-view", TopChain(c, snapshotter)},
-                                     60, "k8s.io");
+  std::string printed =
+      c.CtrOrThrow({"snapshots", "--snapshotter", snapshotter, "view", "--target", target,
+                    "bench-view", c.TopCommittedSnapshot(snapshotter, "k8s.io")},
+                   60, "k8s.io");
   std::string cmd = printed.substr(0, printed.find('\n'));
   if (!cmd.starts_with("mount "))
     throw Error(ErrorCode::kInternal, "ctr snapshots view printed: " + printed);

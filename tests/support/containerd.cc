@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <set>
 #include <sstream>
 
 #include "common/error.h"
@@ -76,6 +77,25 @@ std::string Containerd::CtrOrThrow(const std::vector<std::string>& args, int tim
                                           log);
   }
   return r.output;
+}
+
+std::string Containerd::TopCommittedSnapshot(const std::string& snapshotter,
+                                             const std::string& ns) const {
+  std::istringstream in(CtrOrThrow({"snapshots", "--snapshotter", snapshotter, "ls"}, 60, ns));
+  std::string line;
+  std::set<std::string> names, parents;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string key, parent, kind;
+    f >> key >> parent >> kind;
+    if (kind != "Committed") continue;
+    names.insert(key);
+    parents.insert(parent);
+  }
+  for (const auto& n : names)
+    if (!parents.count(n)) return n;
+  throw Error(ErrorCode::kNotFound, "no committed snapshot in " + snapshotter);
 }
 
 }  // namespace lazysnap::testing

@@ -38,6 +38,9 @@ class Containerd {
   // Like Ctr but throws with the output (and containerd's log tail) on failure.
   std::string CtrOrThrow(const std::vector<std::string>& args, int timeout_s = 120,
                          const std::string& ns = "") const;
+  // A pulled image's top snapshot (its chain ID) in `snapshotter`: the committed snapshot that is
+  // nobody's parent. Throws Error(kNotFound) when there is none.
+  std::string TopCommittedSnapshot(const std::string& snapshotter, const std::string& ns) const;
 
  private:
   TempDir dir_{"containerd"};
