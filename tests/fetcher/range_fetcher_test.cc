@@ -17,6 +17,7 @@
 #include "common/temp_dir.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/oci_image.h"
+#include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
 
 namespace lazysnap::fetcher {
@@ -25,22 +26,11 @@ namespace {
 using testing::Fault;
 using testing::FaultProxy;
 using testing::OciImageBuilder;
+using testing::PseudoRandomBytes;
 using testing::PushedImage;
 using testing::Registry;
 
 constexpr uint32_t kChunk = 256 * 1024;
-
-std::string Pseudo(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
 
 std::vector<std::string> ChunkDigests(const std::string& blob, uint32_t chunk) {
   std::vector<std::string> out;
@@ -56,7 +46,7 @@ class RangeFetcherTest : public ::testing::Test {
     registry_ = new Registry();
     OciImageBuilder b;
     // Random bytes do not compress: the layer blob is about 12 MiB, 48 chunks.
-    b.AddFileLayer({{"data/big", Pseudo(12 << 20, 88172645463325252ull)}});
+    b.AddFileLayer({{"data/big", PseudoRandomBytes(12 << 20, 88172645463325252ull)}});
     image_ = new PushedImage(b.Push(registry_->host(), "range/app:v1"));
     digest_ = new std::string(image_->layer_digests.back());
     RegistryClient c(Ref(registry_->host()), Plain());

@@ -30,6 +30,7 @@
 #include "fetcher/manifest.h"
 #include "fetcher/registry_client.h"
 #include "tests/support/oci_image.h"
+#include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
 #include "tests/support/token_server.h"
 
@@ -38,6 +39,7 @@ namespace {
 
 using nlohmann::json;
 using testing::OciImageBuilder;
+using testing::PseudoRandomBytes;
 using testing::PushedImage;
 using testing::Registry;
 
@@ -46,18 +48,6 @@ constexpr const char* kEmptyDigest =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 constexpr const char* kSigType = "application/vnd.lazysnap.test.signature.v1";
 constexpr const char* kSbomType = "application/vnd.lazysnap.test.sbom.v1";
-
-std::string Pseudo(size_t n, uint64_t seed = 88172645463325252ull) {
-  std::string s(n, '\0');
-  uint64_t x = seed;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
 
 RegistryOptions Plain(int attempts = 4) {
   RegistryOptions o;
@@ -155,7 +145,7 @@ PushedImage* RegistryPushTest::image_ = nullptr;
 
 TEST_F(RegistryPushTest, PushesABlobOnceAndSkipsItWhenPresent) {
   auto c = Client("push/blobs");
-  std::string data = Pseudo(300000);
+  std::string data = PseudoRandomBytes(300000, 88172645463325252ull);
   std::string digest = c.PushBlob(data);
   EXPECT_EQ(digest, Sha256Digest(data));
   EXPECT_EQ(c.PushBlob(data), digest);
@@ -375,7 +365,7 @@ TEST(RegistryPush, PushThroughATokenServerAsksForPushScope) {
 
   EXPECT_FALSE(c.FetchManifest("v1").has_value());  // a pull token
   EXPECT_EQ(tokens.tokens_issued(), 1);
-  std::string data = Pseudo(100000, 7);
+  std::string data = PseudoRandomBytes(100000, 7);
   std::string digest = c.PushBlob(data);  // the pull token does not do: a pull,push one
   EXPECT_EQ(tokens.tokens_issued(), 2);
   EXPECT_EQ(c.PushBlob("{}"), kEmptyDigest);

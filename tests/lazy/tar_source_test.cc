@@ -18,6 +18,7 @@
 #include "common/temp_dir.h"
 #include "common/unique_fd.h"
 #include "tests/support/oci_image.h"
+#include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
 
 namespace lazysnap::lazy {
@@ -31,23 +32,12 @@ using fetcher::RangeFetcherOptions;
 using fetcher::RegistryClient;
 using fetcher::RegistryOptions;
 using testing::OciImageBuilder;
+using testing::PseudoRandomBytes;
 using testing::PushedImage;
 using testing::Registry;
 
 constexpr uint32_t kChunk = 256 * 1024;
 constexpr uint64_t kSpan = 1 << 20;
-
-std::string Pseudo(size_t n, uint64_t seed) {
-  std::string s(n, '\0');
-  uint64_t x = seed;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return s;
-}
 
 // Text that deflate shrinks a lot, so one compressed chunk holds several spans.
 std::string Text(size_t n) {
@@ -63,7 +53,7 @@ class TarSourceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     registry_ = new Registry();
     OciImageBuilder b;
-    b.AddFileLayer({{"data/text", Text(9 << 20)}, {"data/rand", Pseudo(5 << 20, 4242)}});
+    b.AddFileLayer({{"data/text", Text(9 << 20)}, {"data/rand", PseudoRandomBytes(5 << 20, 4242)}});
     image_ = new PushedImage(b.Push(registry_->host(), "lazy/app:v1"));
     digest_ = new std::string(image_->layer_digests.back());
     RegistryClient c(Ref(), Plain());
