@@ -101,11 +101,7 @@ void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info*)
     }
     // Bytes already inflated on local disk go to the kernel by splice (see fuse_layer.cc).
     bool lent = im.opts.splice_reads && im.blob->LendFd(pos, n, [&](int fd, uint64_t at) {
-      fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
-      bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-      bv.buf[0].fd = fd;
-      bv.buf[0].pos = static_cast<off_t>(at);
-      fuse_reply_data(req, &bv, fuse_buf_copy_flags{});
+      FuseServer::ReplyFromFd(req, fd, at, n);
     });
     if (lent) return;
     std::string data(n, '\0');
@@ -160,11 +156,7 @@ FuseBlobMount::FuseBlobMount(const std::string& mountpoint,
   impl_->blob = std::move(blob);
   impl_->opts = opts;
   impl_->mountpoint = mountpoint;
-  FuseServerOptions so;
-  so.fsname = opts.fsname;
-  so.max_threads = opts.max_threads;
-  so.read_ahead_kb = opts.read_ahead_kb;
-  impl_->server = std::make_unique<FuseServer>(mountpoint, kOps, impl_.get(), so, log);
+  impl_->server = std::make_unique<FuseServer>(mountpoint, kOps, impl_.get(), opts, log);
 }
 
 FuseBlobMount::~FuseBlobMount() {

@@ -147,18 +147,12 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
     // Bytes already inflated on local disk go to the kernel by splice, without a copy through
     // this process (libfuse falls back to a copy when splicing is not possible).
     bool lent = im.opts.splice_reads &&
-                im.reader->LendRange(
-                    nid, static_cast<uint64_t>(off), size, [&](int fd, uint64_t pos, size_t n) {
-                      fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
-                      bv.buf[0].flags =
-                          static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-                      bv.buf[0].fd = fd;
-                      bv.buf[0].pos = static_cast<off_t>(pos);
-                      fuse_reply_data(req, &bv,
-                                      fuse_buf_copy_flags{});  // no SPLICE_MOVE: pages stay cached
-                      im.reads.fetch_add(1, std::memory_order_relaxed);
-                      im.bytes_read.fetch_add(n, std::memory_order_relaxed);
-                    });
+                im.reader->LendRange(nid, static_cast<uint64_t>(off), size,
+                                     [&](int fd, uint64_t pos, size_t n) {
+                                       FuseServer::ReplyFromFd(req, fd, pos, n);
+                                       im.reads.fetch_add(1, std::memory_order_relaxed);
+                                       im.bytes_read.fetch_add(n, std::memory_order_relaxed);
+                                     });
     if (lent) return;
     std::string data = im.reader->Read(nid, static_cast<uint64_t>(off), size);
     im.reads.fetch_add(1, std::memory_order_relaxed);
@@ -287,11 +281,7 @@ FuseLayerMount::FuseLayerMount(const std::string& mountpoint,
   im.mountpoint = mountpoint;
   im.reader = std::move(reader);
   im.opts = opts;
-  FuseServerOptions so;
-  so.fsname = opts.fsname;
-  so.max_threads = opts.max_threads;
-  so.read_ahead_kb = opts.read_ahead_kb;
-  im.server = std::make_unique<FuseServer>(mountpoint, kOps, &im, so, log);
+  im.server = std::make_unique<FuseServer>(mountpoint, kOps, &im, opts, log);
 }
 
 FuseLayerMount::~FuseLayerMount() {

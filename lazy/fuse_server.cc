@@ -59,8 +59,16 @@ int FuseServer::ErrnoOf(const std::exception& e) {
   return EIO;
 }
 
+void FuseServer::ReplyFromFd(fuse_req_t req, int fd, uint64_t pos, size_t n) {
+  fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
+  bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  bv.buf[0].fd = fd;
+  bv.buf[0].pos = static_cast<off_t>(pos);
+  fuse_reply_data(req, &bv, fuse_buf_copy_flags{});
+}
+
 FuseServer::FuseServer(const std::string& mountpoint, const fuse_lowlevel_ops& ops, void* userdata,
-                       const FuseServerOptions& opts, const Logger& log)
+                       const FuseLayerOptions& opts, const Logger& log)
     : mountpoint_(mountpoint), log_(log) {
   std::string o = "ro,allow_other,default_permissions,fsname=" + opts.fsname + ",subtype=lazysnap";
   std::vector<std::string> argv_s = {"lazysnap-fused", "-o", o};

@@ -17,20 +17,16 @@
 #include <thread>
 
 #include "common/log.h"
+#include "lazy/fuse_layer.h"
 
 namespace lazysnap::lazy {
 
-struct FuseServerOptions {
-  std::string fsname = "lazysnap";
-  unsigned max_threads = 8;
-  unsigned read_ahead_kb = 4096;  // written to the mount's bdi; 0 leaves the kernel default
-};
-
 class FuseServer {
  public:
-  // Throws Error naming the mountpoint on failure (nothing stays mounted then).
+  // Uses opts.fsname, max_threads and read_ahead_kb. Throws Error naming the mountpoint on
+  // failure (nothing stays mounted then).
   FuseServer(const std::string& mountpoint, const fuse_lowlevel_ops& ops, void* userdata,
-             const FuseServerOptions& opts, const Logger& log);
+             const FuseLayerOptions& opts, const Logger& log);
   ~FuseServer();
   FuseServer(const FuseServer&) = delete;
   FuseServer& operator=(const FuseServer&) = delete;
@@ -41,6 +37,9 @@ class FuseServer {
   static void InitConnection(fuse_conn_info* conn);
   // errno for an exception from a request handler (Error codes mapped; EIO otherwise).
   static int ErrnoOf(const std::exception& e);
+  // Answers a read with `n` bytes of `fd` at `pos`, spliced into /dev/fuse where the kernel
+  // allows it (libfuse copies otherwise); no SPLICE_MOVE, so the pages stay in fd's page cache.
+  static void ReplyFromFd(fuse_req_t req, int fd, uint64_t pos, size_t n);
 
  private:
   std::string mountpoint_;
