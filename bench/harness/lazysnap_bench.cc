@@ -12,7 +12,7 @@
 // of output, and the registry's layer-blob bytes and requests up to that moment.
 //
 // usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--modes m1,m2,...] [--layout DIR]
-//                       [--out DIR]
+//                       [--out DIR] [--logs DIR]
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -226,12 +226,16 @@ void DropCaches() {
   }
 }
 
+// `logs_dir` (--logs): where each run's lazysnapd and lazysnap-fused logs (at info level, with
+// millisecond timestamps) go, for a timeline of a run; empty: warnings only, not kept.
 Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string& ref,
-                   const Registry& reg, const std::map<std::string, uint64_t>& layers, int run) {
+                   const Registry& reg, const std::map<std::string, uint64_t>& layers, int run,
+                   const std::string& logs_dir) {
   Sample s;
   std::optional<FusedProcess> fused;  // fresh cache dir per run
   if (sc.lazy) fused.emplace(std::vector<std::string>{reg.host()});
-  LazysnapdProcess daemon("log_level = \"warn\"\n" + sc.lazysnap_config +
+  std::string level = logs_dir.empty() ? "warn" : "info";
+  LazysnapdProcess daemon("log_level = \"" + level + "\"\n" + sc.lazysnap_config +
                           (fused ? fused->config() : std::string()));
   ContainerdOptions o;
   o.snapshotter_socket = daemon.socket();
@@ -302,6 +306,11 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
       s.blob_bytes += log[i].bytes;
   }
   LayerGets(log, before, at_first, layers, &s.layer_bytes_first, &s.layer_requests_first);
+  if (!logs_dir.empty()) {
+    std::string base = logs_dir + "/" + img.tag + "-" + sc.name + "-" + std::to_string(run);
+    WriteFileAtomic(base + ".lazysnapd.log", daemon.ReadLog(), 0644);
+    if (fused) WriteFileAtomic(base + ".fused.log", fused->ReadLog(), 0644);
+  }
   ProcStats(daemon.pid(), &s.daemon_rss_kb, &s.daemon_cpu_s);
   // Downloaded blobs plus unpacked snapshots, wherever the scenario's snapshotter keeps them.
   s.disk_bytes = DuBytes(daemon.root()) +
@@ -385,10 +394,10 @@ std::string Mb(uint64_t bytes) {
 int Run(int argc, char** argv) {
   bool quick = false;
   int runs = 3;
-  std::string only, modes, layout, out_dir = "bench-out";
+  std::string only, modes, layout, logs_dir, out_dir = "bench-out";
   const char* usage =
       " (usage: lazysnap-bench [--quick] [--runs N] [--images a,b] [--modes m1,m2] [--layout DIR] "
-      "[--out DIR])";
+      "[--out DIR] [--logs DIR])";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -407,6 +416,8 @@ int Run(int argc, char** argv) {
       layout = next();
     else if (a == "--out")
       out_dir = next();
+    else if (a == "--logs")
+      logs_dir = next();
     else
       throw Error(ErrorCode::kInvalidArgument, "unknown argument " + a + usage);
   }
@@ -443,6 +454,7 @@ int Run(int argc, char** argv) {
 
   Registry reg;
   MakeDirs(out_dir);
+  if (!logs_dir.empty()) MakeDirs(logs_dir);
   nlohmann::json results = nlohmann::json::array();
   nlohmann::json indexes = nlohmann::json::array();
   std::ostringstream md, lazy_md;
@@ -501,7 +513,7 @@ int Run(int argc, char** argv) {
       bool all_ok = sc.lazy ? index.ok : true;
       for (int r = 0; r < runs && (!sc.lazy || index.ok); ++r) {
         std::fprintf(stderr, "%s / %s run %d\n", img.tag.c_str(), sc.name.c_str(), r + 1);
-        Sample s = RunScenario(sc, img, ref, reg, layers, r);
+        Sample s = RunScenario(sc, img, ref, reg, layers, r, logs_dir);
         all_ok = all_ok && s.ok;
         if (!s.ok) std::fprintf(stderr, "  failed: %s\n", s.error.c_str());
         ready.push_back(s.pull + s.create + s.run);
@@ -634,6 +646,7 @@ int Run(int argc, char** argv) {
   auto g = RunCommand({"gnuplot", out_dir + "/chart.gp"}, std::chrono::minutes(1));
   if (g.exit_code != 0) std::fprintf(stderr, "gnuplot failed: %s\n", g.output.c_str());
   std::printf("%s", md.str().c_str());
+  if (!logs_dir.empty()) WriteFileAtomic(logs_dir + "/registry.log", reg.ReadLog(), 0644);
   std::printf("\nwrote %s/results.{json,csv,md} and chart.png\n", out_dir.c_str());
   for (const auto& r : results) {
     if (!r["ok"].get<bool>()) return 1;
