@@ -29,15 +29,17 @@ int RunStatus(const std::vector<std::string>& args) {
       return 0;
     }
     auto mb = [](const nlohmann::json& v) { return v.get<double>() / 1e6; };
-    std::printf("%-14s %10s %10s %8s %8s  %-12s  %s\n", "LAYER", "FETCHED MB", "SERVED MB", "HITS",
-                "REQS", "PATH", "MOUNTPOINT");
+    std::printf("%-14s %10s %10s %8s %8s  %-12s  %-10s  %s\n", "LAYER", "FETCHED MB", "SERVED MB",
+                "HITS", "REQS", "PATH", "BACKGROUND", "MOUNTPOINT");
     for (const auto& l : s["layers"]) {
       std::string d = l["layer"].get<std::string>();
-      std::printf("%-14s %10.1f %10.1f %8llu %8llu  %-12s  %s\n", d.substr(7, 12).c_str(),
+      std::string bg = l.value("background", "off");
+      if (bg != "waiting" && bg != "fetching" && bg != "done" && bg != "failed") bg = "off";
+      std::printf("%-14s %10.1f %10.1f %8llu %8llu  %-12s  %-10s  %s\n", d.substr(7, 12).c_str(),
                   mb(l["bytes_fetched"]), mb(l["bytes_served"]),
                   l["chunk_hits"].get<unsigned long long>(),
                   l["requests"].get<unsigned long long>(), l.value("path", "fuse").c_str(),
-                  l["mountpoint"].get<std::string>().c_str());
+                  bg.c_str(), l["mountpoint"].get<std::string>().c_str());
     }
     const auto& c = s["cache"];
     std::printf("cache: %.1f of %.1f MB used, %llu hits, %llu misses, %llu evictions\n",

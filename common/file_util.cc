@@ -29,10 +29,16 @@ std::string ReadFile(const std::string& path) {
 }
 
 void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  // A unique temp name: two threads (or processes) writing one path must not share a temp file.
+  std::string tmp = path + ".tmp.XXXXXX";
   {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+    UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
     if (!fd) ThrowErrno("create " + tmp);
+    if (::fchmod(fd.get(), mode) != 0) {
+      int e = errno;
+      ::unlink(tmp.c_str());
+      ThrowErrno("chmod " + tmp, e);
+    }
     const char* p = data.data();
     size_t left = data.size();
     while (left > 0) {

@@ -88,7 +88,8 @@ struct RangeFetcher::Impl {
         size(s),
         cache(ca),
         http(h),
-        opts(std::move(o)) {}
+        opts(std::move(o)),
+        base(std::move(opts.prepared_request)) {}
 
   uint64_t ChunkLen(uint64_t i) const {
     return std::min<uint64_t>(cs, size - i * static_cast<uint64_t>(cs));
@@ -108,7 +109,7 @@ struct RangeFetcher::Impl {
 
   // Fetches the runs over HTTP, verifying every chunk; fills run.body. Throws after the last
   // attempt, naming host, digest and range.
-  void FetchRuns(std::vector<Run>& runs) {
+  void FetchRuns(std::vector<Run>& runs, bool prefetch) {
     std::mt19937 rng{std::random_device{}()};
     auto backoff = std::chrono::milliseconds(100);
     std::string last_error;
@@ -228,6 +229,10 @@ struct RangeFetcher::Impl {
         std::lock_guard lock(mu);
         stats.requests += active.size();
         stats.bytes_fetched += got;
+        if (prefetch) {
+          stats.prefetch_requests += active.size();
+          stats.prefetch_bytes += got;
+        }
       }
       cache.AddFetchedBytes(got);
       if (std::all_of(runs.begin(), runs.end(), [](const Run& r) { return r.done; })) return;
@@ -264,7 +269,7 @@ struct RangeFetcher::Impl {
 
   // Gets chunks [first, last] (owned by this caller or awaited) and hands each to `use`.
   template <typename Use>
-  void GetChunks(uint64_t first, uint64_t last, Use&& use) {
+  void GetChunks(uint64_t first, uint64_t last, Use&& use, bool prefetch = false) {
     const bool need_verified = Verified();
     size_t n = last - first + 1;
     std::vector<std::shared_ptr<InFlight>> entries(n);
@@ -338,7 +343,7 @@ struct RangeFetcher::Impl {
             runs.push_back(std::move(r));
           }
         }
-        FetchRuns(runs);
+        FetchRuns(runs, prefetch);
         for (auto& r : runs) {
           std::vector<ChunkCache::ChunkWrite> writes;
           for (uint64_t i = 0; i < r.count; ++i) {
@@ -448,6 +453,32 @@ void RangeFetcher::FetchAll() {
   }
   im.cache.MarkVerified(im.digest);
   im.whole_verified = true;
+}
+
+uint64_t RangeFetcher::Prefetch(uint64_t offset, uint64_t len) {
+  auto& im = *impl_;
+  if (!im.Verified() && !im.opts.allow_unverified) {
+    throw Error(ErrorCode::kFailedPrecondition,
+                "blob " + im.digest + ": no chunk digests to verify a prefetch with");
+  }
+  if (offset >= im.size || len == 0) return 0;
+  len = std::min(len, im.size - offset);
+  uint64_t first = offset / im.cs, last = (offset + len - 1) / im.cs;
+  const bool need_verified = im.Verified();
+  uint64_t before = Stats().prefetch_bytes;
+  // Runs of chunks the cache lacks, each got as one GetChunks (whose requests may merge them).
+  for (uint64_t i = first; i <= last;) {
+    if (im.cache.Contains(im.digest, i, need_verified)) {
+      ++i;
+      continue;
+    }
+    uint64_t j = i;
+    while (j < last && !im.cache.Contains(im.digest, j + 1, need_verified)) ++j;
+    im.GetChunks(
+        i, j, [](uint64_t, std::string_view) {}, true);
+    i = j + 1;
+  }
+  return Stats().prefetch_bytes - before;
 }
 
 RangeFetcherStats RangeFetcher::Stats() const {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct RangeFetcherOptions {
   uint64_t max_request_bytes = 8ull << 20;  // adjacent misses merge up to this size
   int attempts = 4;                         // per request: transport errors, 429/5xx, bad bytes
   long request_timeout_ms = 120000;
+  // The blob's GET as RegistryClient::PrepareBlobRequest made it (URL, headers, credentials),
+  // when the caller made it ahead of time: the first read then skips that HEAD. A stale one is
+  // remade on a 401 like any other.
+  std::optional<HttpRequest> prepared_request;
 };
 
 struct RangeFetcherStats {
@@ -39,6 +44,8 @@ struct RangeFetcherStats {
   uint64_t chunk_hits = 0;      // chunks served from the cache
   uint64_t shared_waits = 0;    // chunks another reader was already fetching
   uint64_t verify_failures = 0;
+  uint64_t prefetch_requests = 0;  // of `requests`: sent by Prefetch
+  uint64_t prefetch_bytes = 0;     // of `bytes_fetched`: received by Prefetch
 };
 
 class RangeFetcher {
@@ -61,6 +68,11 @@ class RangeFetcher {
   // Fetches every missing chunk and verifies the whole blob against its digest; on mismatch
   // drops the blob from the cache and throws Error(kDataLoss).
   void FetchAll();
+  // Fetches the chunks of [offset, offset + len) that the cache lacks into the cache, verified,
+  // without reading cached ones back; its requests count as prefetch_requests (so a background
+  // fetcher can tell its own traffic from readers'). Returns the bytes it fetched. Same errors as
+  // Read.
+  uint64_t Prefetch(uint64_t offset, uint64_t len);
   bool verified() const;  // reads are digest-checked (chunk digests, or FetchAll succeeded)
 
   RangeFetcherStats Stats() const;

@@ -95,6 +95,9 @@ int Run(int argc, char** argv) {
   so.read_ahead_kb = static_cast<unsigned>(lz.read_ahead_kb);
   so.splice_reads = lz.splice_reads;
   so.kernel_erofs = lz.kernel_erofs;
+  so.background_fetch = lz.background_fetch;
+  so.background.delay = std::chrono::seconds(lz.background_fetch_delay_s);
+  so.background.bytes_per_second = static_cast<uint64_t>(lz.background_fetch_mb_per_s) << 20;
   lazysnap::MakeDirs(lz.root, 0700);
   auto slash = lz.socket.rfind('/');
   if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));

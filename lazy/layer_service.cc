@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -61,22 +63,66 @@ struct LayerService::Impl {
     LayerRef ref;
     std::shared_ptr<fetcher::RangeFetcher> fetcher;
     std::shared_ptr<TarSource> source;
-    std::unique_ptr<FuseLayerMount> fuse;      // the tree over FUSE, or
-    std::unique_ptr<KernelLayerMount> kernel;  // the kernel's EROFS over a FUSE-served tar
+    std::unique_ptr<FuseLayerMount> fuse;         // the tree over FUSE, or
+    std::unique_ptr<KernelLayerMount> kernel;     // the kernel's EROFS over a FUSE-served tar
+    std::unique_ptr<BackgroundFetch> background;  // last: stopped first
+    std::string background_off;                   // why there is none
     FuseLayerStats Stats() const { return kernel ? kernel->Stats() : fuse->Stats(); }
   };
   mutable std::mutex mu;  // mounts
   std::map<std::string, Mounted> mounts;
   std::atomic<bool> kernel_refused{false};  // the kernel's EROFS refused a FUSE-backed mount
 
-  std::mutex lookup_mu;  // index lookups and downloads
+  std::mutex lookup_mu;  // lookups, downloads, prepared
   struct Lookup {
     IndexedLayers layers;
     Clock::time_point at;
   };
   std::map<std::string, Lookup> lookups;  // manifest digest -> its artifact's layers
+  // Each layer blob's GET, prepared (HEAD: endpoint, credentials) while its index downloaded;
+  // taken by the layer's mount. Key: image ref + " " + layer digest.
+  std::map<std::string, fetcher::HttpRequest> prepared;
+  // Index downloads in flight, by layer digest. containerd prepares an image's layers one after
+  // another; the first layer's Prepare starts the downloads of every layer in the artifact, so
+  // each later Prepare finds its index on disk or on its way. Declared last: destroyed (waited
+  // for) before the members the downloads use.
+  std::map<std::string, std::shared_future<void>> downloads;
 
   Impl(const LayerServiceOptions& o, const Logger& l) : opts(o), log(l) {}
+
+  // Downloads, verifies and keeps the index of `layer` (found in the artifact as `blob`), the
+  // kernel path's EROFS image, and prepares the layer blob's GET. Runs on its own thread.
+  void DownloadIndex(const LayerRef& layer, const fetcher::Descriptor& blob_desc) {
+    labels::Reference image = labels::ParseReference(layer.image_ref);
+    fetcher::RegistryClient client(image, RegistryFor(image));
+    std::string blob = client.FetchBlobToString(blob_desc.digest, 1ull << 30);  // verified
+    LayerIndex idx = DecodeLayerIndex(blob);  // refuse a corrupt index before keeping it
+    if (idx.layer_digest != layer.layer_digest) {
+      throw Error(ErrorCode::kDataLoss, "index blob " + blob_desc.digest + " indexes layer " +
+                                            idx.layer_digest + ", not " + layer.layer_digest);
+    }
+    if (opts.kernel_erofs) WriteFileAtomic(MetaPath(layer.layer_digest), idx.erofs_image, 0600);
+    WriteFileAtomic(IndexPath(layer.layer_digest), blob, 0600);  // last: it means "indexed"
+    log.Info("layer index downloaded", {{"layer", layer.layer_digest},
+                                        {"index", blob_desc.digest},
+                                        {"bytes", std::to_string(blob.size())}});
+    try {
+      fetcher::HttpRequest req = client.PrepareBlobRequest(layer.layer_digest);
+      std::lock_guard lock(lookup_mu);
+      prepared.insert_or_assign(layer.image_ref + " " + layer.layer_digest, std::move(req));
+    } catch (const std::exception&) {
+      // The first read prepares it then (and meets the registry's error there).
+    }
+  }
+
+  std::optional<fetcher::HttpRequest> TakePrepared(const LayerRef& ref) {
+    std::lock_guard lock(lookup_mu);
+    auto it = prepared.find(ref.image_ref + " " + ref.layer_digest);
+    if (it == prepared.end()) return std::nullopt;
+    fetcher::HttpRequest req = std::move(it->second);
+    prepared.erase(it);
+    return req;
+  }
 
   std::string IndexPath(const std::string& layer) const {
     return opts.root + "/indexes/" + Hex(layer) + ".idx";
@@ -116,6 +162,17 @@ struct LayerService::Impl {
     WriteFileAtomic(opts.root + "/mounts.json", t.dump(1) + "\n", 0600);
   }
 
+  void StartBackground(Mounted& m) const {
+    if (!opts.background_fetch) {
+      m.background_off = "off";
+    } else if (m.fetcher->size() > opts.cache_max_bytes / 2) {
+      // It would evict itself (and every other layer's chunks) before it finished.
+      m.background_off = "layer larger than half the chunk cache";
+    } else {
+      m.background = std::make_unique<BackgroundFetch>(m.fetcher, opts.background, log);
+    }
+  }
+
   Mounted MountLayer(const LayerRef& ref, const std::string& mountpoint) {
     std::string path = IndexPath(ref.layer_digest);
     if (!PathExists(path)) {
@@ -139,6 +196,7 @@ struct LayerService::Impl {
     ro.attempts = 2;
     ro.request_timeout_ms = 30000;
     ro.max_request_bytes = 16ull << 20;  // read-ahead batches (TarSourceOptions) fit one request
+    ro.prepared_request = TakePrepared(ref);
     Mounted m;
     m.ref = ref;
     m.fetcher = std::make_shared<fetcher::RangeFetcher>(client, ref.layer_digest, idx.layer_size,
@@ -165,6 +223,7 @@ struct LayerService::Impl {
         std::string blob = BlobDir(mountpoint);
         MakeDirs(blob, 0700);
         m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, fo, log);
+        StartBackground(m);
         return m;
       } catch (const std::exception& e) {
         ::rmdir(BlobDir(mountpoint).c_str());
@@ -180,6 +239,7 @@ struct LayerService::Impl {
     auto reader = erofs::Reader::Open(
         std::make_shared<erofs::MemoryBlockSource>(std::move(idx.erofs_image)), {m.source});
     m.fuse = std::make_unique<FuseLayerMount>(mountpoint, std::move(reader), fo, log);
+    StartBackground(m);
     return m;
   }
 
@@ -238,29 +298,37 @@ bool LayerService::Prepare(const LayerRef& layer) {
   auto& im = *impl_;
   labels::ParseDigest(layer.layer_digest, "layer digest");
   labels::ParseDigest(layer.manifest_digest, "manifest digest");
-  std::lock_guard lock(im.lookup_mu);
-  if (PathExists(im.IndexPath(layer.layer_digest))) return true;
-  auto it = im.lookups.find(layer.manifest_digest);
-  if (it == im.lookups.end() || Clock::now() - it->second.at > im.opts.negative_ttl) {
-    labels::Reference image = labels::ParseReference(layer.image_ref);
-    fetcher::RegistryClient client(image, im.RegistryFor(image));
-    Impl::Lookup l{FindIndexArtifact(client, layer.manifest_digest), Clock::now()};
-    it = im.lookups.insert_or_assign(layer.manifest_digest, std::move(l)).first;
+  std::shared_future<void> download;
+  {
+    std::lock_guard lock(im.lookup_mu);
+    std::erase_if(im.downloads, [](const auto& d) {  // finished ones: kept on disk, or retried
+      return d.second.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    });
+    if (auto d = im.downloads.find(layer.layer_digest); d != im.downloads.end()) {
+      download = d->second;
+    } else {
+      if (PathExists(im.IndexPath(layer.layer_digest))) return true;
+      auto it = im.lookups.find(layer.manifest_digest);
+      if (it == im.lookups.end() || Clock::now() - it->second.at > im.opts.negative_ttl) {
+        labels::Reference image = labels::ParseReference(layer.image_ref);
+        fetcher::RegistryClient client(image, im.RegistryFor(image));
+        Impl::Lookup l{FindIndexArtifact(client, layer.manifest_digest), Clock::now()};
+        it = im.lookups.insert_or_assign(layer.manifest_digest, std::move(l)).first;
+      }
+      if (!it->second.layers.contains(layer.layer_digest)) return false;
+      for (const auto& entry : it->second.layers) {
+        const std::string& digest = entry.first;
+        if (im.downloads.contains(digest) || PathExists(im.IndexPath(digest))) continue;
+        LayerRef other{layer.image_ref, layer.manifest_digest, digest};
+        fetcher::Descriptor blob = entry.second;
+        im.downloads.emplace(digest, std::async(std::launch::async, [&im, other, blob] {
+                                       im.DownloadIndex(other, blob);
+                                     }).share());
+      }
+      download = im.downloads.at(layer.layer_digest);
+    }
   }
-  auto found = it->second.layers.find(layer.layer_digest);
-  if (found == it->second.layers.end()) return false;
-  labels::Reference image = labels::ParseReference(layer.image_ref);
-  fetcher::RegistryClient client(image, im.RegistryFor(image));
-  std::string blob = client.FetchBlobToString(found->second.digest, 1ull << 30);  // verified
-  LayerIndex idx = DecodeLayerIndex(blob);  // refuse a corrupt index before keeping it
-  if (idx.layer_digest != layer.layer_digest) {
-    throw Error(ErrorCode::kDataLoss, "index blob " + found->second.digest + " indexes layer " +
-                                          idx.layer_digest + ", not " + layer.layer_digest);
-  }
-  WriteFileAtomic(im.IndexPath(layer.layer_digest), blob, 0600);
-  im.log.Info("layer index downloaded", {{"layer", layer.layer_digest},
-                                         {"index", found->second.digest},
-                                         {"bytes", std::to_string(blob.size())}});
+  download.get();  // rethrows the download's error (the caller unpacks natively)
   return true;
 }
 
@@ -319,6 +387,16 @@ nlohmann::json LayerService::Status() const {
                         {"fetch_ms", s.fetch_us / 1000},
                         {"inflate_ms", s.inflate_us / 1000},
                         {"fuse_errors", u.errors}});
+      nlohmann::json& l = layers.back();
+      if (m.background) {
+        auto b = m.background->Stats();
+        l["background"] = BackgroundStateName(b.state);
+        l["background_bytes"] = b.bytes_fetched;
+        if (!b.error.empty()) l["background_error"] = b.error;
+      } else {
+        l["background"] = m.background_off;
+        l["background_bytes"] = 0;
+      }
     }
   }
   auto c = im.cache->Stats();

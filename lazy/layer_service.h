@@ -18,6 +18,7 @@
 
 #include "common/log.h"
 #include "fetcher/registry_client.h"
+#include "lazy/background_fetch.h"
 
 namespace lazysnap::lazy {
 
@@ -38,6 +39,8 @@ struct LayerServiceOptions {
   // Mount layers with the kernel's EROFS over a FUSE-served tar (metadata in the kernel); the
   // tree over FUSE when false or when the kernel refuses.
   bool kernel_erofs = true;
+  bool background_fetch = true;  // the rest of each mounted layer, into the chunk cache
+  BackgroundFetchOptions background;
   std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered
 };
 
@@ -67,8 +70,9 @@ class LayerService {
 
   // {"layers": [{mountpoint, layer, image, bytes_fetched, requests, chunk_hits, bytes_served,
   //   file_reads, spans_inflated, span_hits, readahead_spans, store_hits, store_bytes,
-  //   store_disabled, fetch_ms, inflate_ms, fuse_errors, path: "kernel-erofs"|"fuse"}...],
-  //   "cache": {...}}
+  //   store_disabled, fetch_ms, inflate_ms, fuse_errors, path: "kernel-erofs"|"fuse",
+  //   background: waiting|fetching|done|failed|off|<why not>, background_bytes,
+  //   background_error?}...], "cache": {...}}
   nlohmann::json Status() const;
 
  private:

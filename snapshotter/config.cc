@@ -81,12 +81,28 @@ std::vector<std::string> GetStrings(const toml::table& t, const std::string& key
 }
 
 LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
-  RejectUnknown(
-      t,
-      {"enable", "socket", "root", "cache_dir", "cache_max_mb", "hosts_dir", "docker_config",
-       "plain_http", "read_timeout_s", "fuse_threads", "span_cache_mb", "span_store_mb",
-       "readahead_spans", "readahead_threads", "read_ahead_kb", "splice_reads", "kernel_erofs"},
-      "lazy.", origin);
+  RejectUnknown(t,
+                {"enable",
+                 "socket",
+                 "root",
+                 "cache_dir",
+                 "cache_max_mb",
+                 "hosts_dir",
+                 "docker_config",
+                 "plain_http",
+                 "read_timeout_s",
+                 "fuse_threads",
+                 "span_cache_mb",
+                 "span_store_mb",
+                 "readahead_spans",
+                 "readahead_threads",
+                 "read_ahead_kb",
+                 "splice_reads",
+                 "kernel_erofs",
+                 "background_fetch",
+                 "background_fetch_delay_s",
+                 "background_fetch_mb_per_s"},
+                "lazy.", origin);
   LazySettings l;
   l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
   l.socket = GetString(t, "socket", origin, l.socket);
@@ -105,6 +121,11 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
   l.read_ahead_kb = GetInt(t, "read_ahead_kb", "lazy.", origin, l.read_ahead_kb, 0);
   l.splice_reads = GetBool(t, "splice_reads", "lazy.", origin, l.splice_reads);
   l.kernel_erofs = GetBool(t, "kernel_erofs", "lazy.", origin, l.kernel_erofs);
+  l.background_fetch = GetBool(t, "background_fetch", "lazy.", origin, l.background_fetch);
+  l.background_fetch_delay_s =
+      GetInt(t, "background_fetch_delay_s", "lazy.", origin, l.background_fetch_delay_s, 0);
+  l.background_fetch_mb_per_s =
+      GetInt(t, "background_fetch_mb_per_s", "lazy.", origin, l.background_fetch_mb_per_s, 0);
   for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
     if (p->empty() || p->front() != '/')
       Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");

@@ -47,6 +47,12 @@ struct LazySettings {
   // Layers mounted by the kernel's EROFS (metadata in the kernel) over a FUSE-served tar; false:
   // the whole tree over FUSE. Falls back to the tree where the kernel refuses.
   bool kernel_erofs = true;
+  // After a layer is mounted and `background_fetch_delay_s` has passed, the rest of its blob is
+  // fetched into the chunk cache at low priority (pausing while containers read), at most
+  // `background_fetch_mb_per_s` (0: no limit): served layers end up local.
+  bool background_fetch = true;
+  int64_t background_fetch_delay_s = 10;
+  int64_t background_fetch_mb_per_s = 64;
 };
 
 struct DaemonConfig {

@@ -46,9 +46,13 @@ void RunMountCommand(const std::string& printed) {
   erofs::testing::Sh(cmd);
 }
 
+// The tests that count what was fetched, or stop the registry under a read, turn the
+// background fetch (on by default) off: it would fetch the rest of each layer meanwhile.
+constexpr const char* kNoBackground = "background_fetch = false\n";
+
 // lazysnap-fused + lazysnapd (lazy mode on, same [lazy] config) + CRI containerd on `reg`.
 struct LazyStack {
-  explicit LazyStack(const Registry& reg, const std::string& fused_config = "")
+  explicit LazyStack(const Registry& reg, const std::string& fused_config = kNoBackground)
       : fused({reg.host()}, kReadTimeoutS, fused_config),
         daemon(fused.config()),
         containerd({.snapshotter_socket = daemon.socket(),
@@ -213,7 +217,7 @@ TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
 
 TEST_F(LazyCriTest, TreeOverFuseEqualsNativePull) {
   // kernel_erofs = false (and the fallback where a kernel refuses): the whole tree over FUSE.
-  LazyStack stack(*registry_, "kernel_erofs = false");
+  LazyStack stack(*registry_, std::string("kernel_erofs = false\n") + kNoBackground);
   auto& [fused, daemon, containerd] = stack;
   CriImageClient(containerd.address()).Pull(image_->ref);
   nlohmann::json st = fused.Status();
@@ -332,6 +336,55 @@ TEST_F(LazyCriTest, FusedRestartRemountsItsLayers) {
   fused.Stop();
   std::string mounts = ReadFile("/proc/self/mounts");
   EXPECT_EQ(mounts.find(daemon.root() + "/snapshots/"), std::string::npos) << mounts;
+}
+
+TEST_F(LazyCriTest, BackgroundFetchMakesLayersLocalThenTheRegistryIsNotNeeded) {
+  LazyStack stack(*registry_, "background_fetch_delay_s = 0\nbackground_fetch_mb_per_s = 0\n");
+  auto& [fused, daemon, containerd] = stack;
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  // Every layer's blob reaches the chunk cache, each byte fetched once.
+  auto until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  nlohmann::json st;
+  auto all_done = [&] {
+    st = fused.Status();
+    if (st["layers"].size() != image_->layer_digests.size()) return false;
+    for (const auto& l : st["layers"]) {
+      if (l["background"] != "done") return false;
+    }
+    return true;
+  };
+  while (!all_done() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ASSERT_TRUE(all_done()) << st.dump(1);
+  for (const auto& l : st["layers"]) {
+    size_t idx = static_cast<size_t>(
+        std::find(image_->layer_digests.begin(), image_->layer_digests.end(), l["layer"]) -
+        image_->layer_digests.begin());
+    ASSERT_LT(idx, image_->layer_digests.size());
+    EXPECT_EQ(l["bytes_fetched"].get<uint64_t>(), image_->layer_sizes[idx]) << l.dump();
+  }
+  auto status = RunCommand({LazysnapCliBinary(), "status", "--socket", fused.socket()});
+  EXPECT_NE(status.output.find("done"), std::string::npos) << status.output;
+
+  // The registry goes away for good: containers still start and read every byte of the image.
+  registry_->Stop();
+  auto out = containerd.Ctr(
+      {"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-bg-1", "sh", "-c",
+       "cat /etc/motd /etc/msg && sha256sum /big/blob1 /big/blob2 /big/blob3 "
+       "&& cat $(find /usr/share/many -type f) | wc -c"},
+      300, "k8s.io");
+  registry_->Start();
+  EXPECT_EQ(out.exit_code, 0) << out.output;
+  EXPECT_NE(out.output.find("hello from a lazy layer\ntop layer\n"), std::string::npos)
+      << out.output;
+  EXPECT_NE(out.output.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos);
+  EXPECT_NE(out.output.find(Sha256HexOf(files_->big2.at("big/blob2"))), std::string::npos);
+  EXPECT_NE(out.output.find(Sha256HexOf(files_->big2.at("big/blob3"))), std::string::npos);
+  size_t small_bytes = 0;
+  for (const auto& [path, data] : files_->small) {
+    if (path.starts_with("usr/share/many/")) small_bytes += data.size();
+  }
+  EXPECT_NE(out.output.find(std::to_string(small_bytes) + "\n"), std::string::npos) << out.output;
 }
 
 TEST_F(LazyCriTest, ImageWithoutIndexFallsBackToNative) {
