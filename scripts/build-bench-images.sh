@@ -130,12 +130,14 @@ if ! have debian; then
 fi
 
 # variant TAG PACKAGES...: debian + one layer with the packages installed (only the changed files).
-variant() {
-  local tag=$1
-  shift
+variant() { stacked debian "$@"; }
+# stacked BASE TAG PACKAGES...: image BASE + one layer with the packages installed.
+stacked() {
+  local base=$1 tag=$2
+  shift 2
   have "$tag" && return 0
   rm -rf "$work/bundle"
-  umoci unpack --image "$oci:debian" "$work/bundle" >/dev/null
+  umoci unpack --image "$oci:$base" "$work/bundle" >/dev/null
   local root="$work/bundle/rootfs"
   mount -t proc proc "$root/proc"
   trap 'umount -l "$root/proc" 2>/dev/null || true' RETURN
@@ -145,7 +147,7 @@ variant() {
   rm -rf "$root/var/lib/apt/lists/"*
   umount -l "$root/proc"
   pin_mtimes "$root"
-  umoci tag --image "$oci:debian" "$tag"
+  umoci tag --image "$oci:$base" "$tag"
   umoci repack --image "$oci:$tag" "$work/bundle" >/dev/null
   rm -rf "$work/bundle"
   done_mark "$tag"
@@ -155,5 +157,11 @@ variant gcc gcc libc6-dev
 variant jre openjdk-17-jre-headless
 variant node nodejs
 variant postgres postgresql-15
+# real-app: the lazy-start case with real (compressible) files, 4 layers, ~290 MB compressed:
+# debian, a JRE, nodejs, postgresql, each its own layer. Its ready command prints a small file,
+# then checksums the JRE's 130 MB `modules` file. lazy-app is the same shape with random bytes.
+stacked debian real-app.1 openjdk-17-jre-headless
+stacked real-app.1 real-app.2 nodejs
+stacked real-app.2 real-app postgresql-15
 rm -rf "$work"
 echo "bench images in $oci: $(ls -a "$out" | sed -n 's/^\.done-//p' | tr '\n' ' ')"

@@ -58,6 +58,10 @@ const std::vector<BenchImage> kAllImages = {
     {"huge-files", {"sh", "-c", "sha256sum /data/big1"}},
     // 4 layers, ~310 MB: prints a small file (first output), then checksums a 128 MiB one.
     {"lazy-app", {"sh", "-c", "cat /etc/app.conf && sha256sum /data/model1.bin"}},
+    // The same shape with real files: debian + JRE + nodejs + postgresql layers, ~290 MB.
+    {"real-app",
+     {"sh", "-c",
+      "cat /etc/debian_version && sha256sum /usr/lib/jvm/java-17-openjdk-amd64/lib/modules"}},
     {"debian", {"sh", "-c", "cat /etc/debian_version"}},
     {"python", {"python3", "-c", "import json, sqlite3; print('ready')"}},
     {"gcc",
