@@ -44,7 +44,7 @@ for run in $(seq "$runs"); do
     pkill -f "lazysnap-fused --config $W/" || true
     sleep 0.5
     rm -rf "$W/root" "$W/cache"
-    printf '[lazy]\nenable = true\nkernel_erofs = %s\nsocket = "%s/fused.sock"\nroot = "%s/root"\ncache_dir = "%s/cache"\nplain_http = ["127.0.0.1:%s"]\n' \
+    printf '[lazy]\nenable = true\nkernel_erofs = %s\nbackground_fetch = false\nsocket = "%s/fused.sock"\nroot = "%s/root"\ncache_dir = "%s/cache"\nplain_http = ["127.0.0.1:%s"]\n' \
       $k "$W" "$W" "$W" $port >"$W/fused-$k.toml"
     "$B/lazy/lazysnap-fused" --config "$W/fused-$k.toml" >>"$W/fused.log" 2>&1 &
     sleep 0.7

@@ -230,6 +230,10 @@ int Run(int argc, char** argv) {
       native_warm.push_back(TimedRead(path, file_bytes));
       ::umount2((mnt / "view").c_str(), MNT_DETACH);
     }
+    // A cold read must find the layer remote: the background fetch (on by default, 10 s after
+    // the mount) would fetch it during the runs. Off unless --fused-config sets it.
+    if (fused_config.find("background_fetch") == std::string::npos)
+      fused_config += "background_fetch = false\n";
     for (auto& s : spans) {
       std::fprintf(stderr, "run %d: lazy, span %s\n", run + 1, s.name.c_str());
       FusedProcess fused({reg.host()}, 60, fused_config);
