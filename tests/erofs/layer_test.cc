@@ -227,6 +227,41 @@ TEST(ErofsTarScanner, RejectsHostileHeaders) {
   EXPECT_FALSE(EscapesRoot("./a/..b/c.."));
 }
 
+// A PAX record "size=N" followed by another metadata header instead of the entry it sizes:
+// mkfs.erofs takes N as that header's size, so it parses as a header what this scanner reads as
+// the record's data (here an entry named ../../x that the scanner never checked). Refused.
+TEST(ErofsTarScanner, RejectsAPaxSizeFollowedByAnotherMetadataHeader) {
+  auto padded = [](std::string t) {
+    t.resize((t.size() + 511) / 512 * 512, '\0');
+    return t;
+  };
+  auto pax = [&](const std::string& rec) {  // one "<len> key=value\n" record, len self-counting
+    std::string body = " " + rec + "\n";
+    size_t len = body.size() + 1;
+    while (std::to_string(len).size() + body.size() != len) ++len;
+    std::string r = std::to_string(len) + body;
+    return padded(TarHeader("PaxHeaders/x", 'x', r.size()) + r);
+  };
+  std::string hidden = TarFile("../../x", "evil");  // 1024 bytes: header + one data block
+  // A long-name record whose data is "name1" in its first block, then the hidden entry.
+  std::string gnu_data = padded(std::string("name1") + '\0') + hidden;
+  std::string gnu = TarHeader("././@LongLink", 'L', gnu_data.size()) + gnu_data;
+  // A PAX comment whose value holds the hidden entry at data offset 512.
+  std::string rec = "1537 comment=" + std::string(499, 'f') + hidden + "\n";
+  ASSERT_EQ(rec.size(), 1537u);
+  std::string x = padded(TarHeader("PaxHeaders/y", 'x', rec.size()) + rec);
+  for (const std::string* meta : {&gnu, &x}) {
+    // Without the size record first, each scans (the hidden entry is data).
+    EXPECT_NO_THROW(Scan(*meta + TarFile("a", "x")));
+    EXPECT_EQ(CodeOf([&] { Scan(pax("size=512") + *meta + TarFile("a", "x")); }),
+              ErrorCode::kInvalidArgument);
+  }
+  // What tar writers do emit still scans: a size then its entry, metadata before a size.
+  EXPECT_NO_THROW(Scan(pax("size=5") + TarHeader("sized", '0', 0) + std::string(512, 'd')));
+  EXPECT_NO_THROW(Scan(gnu + pax("size=5") + TarHeader("n", '0', 0) + std::string(512, 'd')));
+  EXPECT_NO_THROW(Scan(pax("path=p") + pax("mtime=1") + TarFile("q", "x")));
+}
+
 // ---- builder ----
 
 class ErofsBuild : public ::testing::Test {
