@@ -34,7 +34,6 @@ int RunStatus(const std::vector<std::string>& args) {
     for (const auto& l : s["layers"]) {
       std::string d = l["layer"].get<std::string>();
       std::string bg = l.value("background", "off");
-      if (bg != "waiting" && bg != "fetching" && bg != "done" && bg != "failed") bg = "off";
       std::printf("%-14s %10.1f %10.1f %8llu %8llu  %-12s  %-10s  %s\n", d.substr(7, 12).c_str(),
                   mb(l["bytes_fetched"]), mb(l["bytes_served"]),
                   l["chunk_hits"].get<unsigned long long>(),

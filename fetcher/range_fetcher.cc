@@ -95,6 +95,13 @@ struct RangeFetcher::Impl {
     return std::min<uint64_t>(cs, size - i * static_cast<uint64_t>(cs));
   }
   bool Verified() const { return !chunk_hex.empty() || whole_verified.load(); }
+  // Range reads and prefetches need chunk digests (or a verified whole blob), unless the caller
+  // opted into unverified bytes.
+  void RequireVerifiable(const std::string& what) const {
+    if (Verified() || opts.allow_unverified) return;
+    throw Error(ErrorCode::kFailedPrecondition, "blob " + digest + ": no chunk digests to verify " +
+                                                    what + " with; fetch the whole blob first");
+  }
 
   HttpRequest BaseRequest(bool refresh) {
     std::lock_guard lock(client_mu);
@@ -414,11 +421,7 @@ bool RangeFetcher::verified() const {
 
 size_t RangeFetcher::Read(uint64_t offset, size_t len, char* out) {
   auto& im = *impl_;
-  if (!im.Verified() && !im.opts.allow_unverified) {
-    throw Error(ErrorCode::kFailedPrecondition,
-                "blob " + im.digest +
-                    ": no chunk digests to verify range reads with; fetch the whole blob first");
-  }
+  im.RequireVerifiable("range reads");
   if (offset >= im.size || len == 0) return 0;
   len = static_cast<size_t>(std::min<uint64_t>(len, im.size - offset));
   uint64_t first = offset / im.cs, last = (offset + len - 1) / im.cs;
@@ -457,10 +460,7 @@ void RangeFetcher::FetchAll() {
 
 uint64_t RangeFetcher::Prefetch(uint64_t offset, uint64_t len) {
   auto& im = *impl_;
-  if (!im.Verified() && !im.opts.allow_unverified) {
-    throw Error(ErrorCode::kFailedPrecondition,
-                "blob " + im.digest + ": no chunk digests to verify a prefetch with");
-  }
+  im.RequireVerifiable("a prefetch");
   if (offset >= im.size || len == 0) return 0;
   len = std::min(len, im.size - offset);
   uint64_t first = offset / im.cs, last = (offset + len - 1) / im.cs;

@@ -66,7 +66,7 @@ struct LayerService::Impl {
     std::unique_ptr<FuseLayerMount> fuse;         // the tree over FUSE, or
     std::unique_ptr<KernelLayerMount> kernel;     // the kernel's EROFS over a FUSE-served tar
     std::unique_ptr<BackgroundFetch> background;  // last: stopped first
-    std::string background_off;                   // why there is none
+    std::string background_off;                   // why there is none: "disabled" or a reason
     FuseLayerStats Stats() const { return kernel ? kernel->Stats() : fuse->Stats(); }
   };
   mutable std::mutex mu;  // mounts
@@ -164,7 +164,7 @@ struct LayerService::Impl {
 
   void StartBackground(Mounted& m) const {
     if (!opts.background_fetch) {
-      m.background_off = "off";
+      m.background_off = "disabled";
     } else if (m.fetcher->size() > opts.cache_max_bytes / 2) {
       // It would evict itself (and every other layer's chunks) before it finished.
       m.background_off = "layer larger than half the chunk cache";
@@ -394,7 +394,8 @@ nlohmann::json LayerService::Status() const {
         l["background_bytes"] = b.bytes_fetched;
         if (!b.error.empty()) l["background_error"] = b.error;
       } else {
-        l["background"] = m.background_off;
+        l["background"] = "off";
+        l["background_off"] = m.background_off;
         l["background_bytes"] = 0;
       }
     }

@@ -71,8 +71,8 @@ class LayerService {
   // {"layers": [{mountpoint, layer, image, bytes_fetched, requests, chunk_hits, bytes_served,
   //   file_reads, spans_inflated, span_hits, readahead_spans, store_hits, store_bytes,
   //   store_disabled, fetch_ms, inflate_ms, fuse_errors, path: "kernel-erofs"|"fuse",
-  //   background: waiting|fetching|done|failed|off|<why not>, background_bytes,
-  //   background_error?}...], "cache": {...}}
+  //   background: waiting|fetching|done|failed|off, background_off? (why: "disabled" or the
+  //   reason), background_bytes, background_error?}...], "cache": {...}}
   nlohmann::json Status() const;
 
  private:
