@@ -13,6 +13,7 @@ int RunFetch(const std::vector<std::string>& args);
 int RunIndex(const std::vector<std::string>& args);
 int RunInspect(const std::vector<std::string>& args);
 int RunMount(const std::vector<std::string>& args);
+int RunPrefetch(const std::vector<std::string>& args);
 int RunUmount(const std::vector<std::string>& args);
 int RunStatus(const std::vector<std::string>& args);
 int RunVersion(const std::vector<std::string>& args);

@@ -1,10 +1,11 @@
-// `lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--hosts-dir DIR] [--plain-http]
-//                 [--docker-config FILE]`
+// `lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--prefetch FILE] [--hosts-dir DIR]
+//                 [--plain-http] [--docker-config FILE]`
 // Builds the lazy index of every layer of an image (each layer downloaded once, verified, and
 // passed through the EROFS index builder with gzip checkpoints) and pushes the indexes to the
 // image's repository as an OCI artifact whose subject is the image manifest. lazysnap-fused then
 // finds it through the referrers API or the referrers tag schema. zstd layers are skipped (they
-// stay native): containers still start, with those layers unpacked.
+// stay native): containers still start, with those layers unpacked. --prefetch adds the image's
+// prefetch list (from `lazysnap prefetch`) to the artifact.
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -12,21 +13,25 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "fetcher/registry_client.h"
 #include "labels/reference.h"
 #include "lazy/index_artifact.h"
 #include "lazy/layer_index.h"
+#include "lazy/prefetch_list.h"
 
 namespace lazysnap::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--hosts-dir DIR]\n"
-    "                      [--plain-http] [--docker-config FILE]\n"
+    "usage: lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--prefetch FILE]\n"
+    "                      [--hosts-dir DIR] [--plain-http] [--docker-config FILE]\n"
     "  --span BYTES        uncompressed bytes between gzip checkpoints (default 4 MiB)\n"
     "  --chunk-size BYTES  verification chunk; must equal lazysnap-fused's cache chunk size\n"
-    "                      (default 524288)\n";
+    "                      (default 524288)\n"
+    "  --prefetch FILE     the image's prefetch list (`lazysnap prefetch`), fetched first by\n"
+    "                      every node that mounts its layers\n";
 
 uint64_t ParseSize(const std::string& s) {
   size_t pos = 0;
@@ -47,6 +52,7 @@ int RunIndex(const std::vector<std::string>& args) {
   std::string ref_text;
   fetcher::RegistryOptions opts;
   lazy::IndexBuildOptions build;
+  std::string prefetch_path;
   try {
     for (size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
@@ -58,6 +64,8 @@ int RunIndex(const std::vector<std::string>& args) {
         build.span = ParseSize(next());
       } else if (a == "--chunk-size") {
         build.chunk_size = static_cast<uint32_t>(ParseSize(next()));
+      } else if (a == "--prefetch") {
+        prefetch_path = next();
       } else if (a == "--hosts-dir") {
         opts.hosts_dir = next();
       } else if (a == "--plain-http") {
@@ -84,6 +92,20 @@ int RunIndex(const std::vector<std::string>& args) {
     auto ref = labels::ParseReference(ref_text);
     fetcher::RegistryClient client(ref, opts);
     auto img = client.Resolve(ref);
+    std::string prefetch;  // re-encoded: checked, and in the canonical form
+    if (!prefetch_path.empty()) {
+      lazy::PrefetchList list = lazy::ParsePrefetchList(ReadFile(prefetch_path));
+      for (const auto& entry : list) {
+        bool ours = false;
+        for (const auto& l : img.manifest.layers) ours = ours || l.digest == entry.first;
+        if (!ours) {
+          throw Error(ErrorCode::kInvalidArgument, prefetch_path + " names layer " + entry.first +
+                                                       ", which is not a layer of " +
+                                                       ref.Canonical());
+        }
+      }
+      prefetch = lazy::EncodePrefetchList(list);
+    }
     TempDir tmp("lazysnap-index");
     std::vector<std::pair<std::string, std::string>> indexes;
     uint64_t layer_bytes = 0, index_bytes = 0;
@@ -130,7 +152,7 @@ int RunIndex(const std::vector<std::string>& args) {
       }
     }
     if (indexes.empty()) throw Error(ErrorCode::kFailedPrecondition, "no layer could be indexed");
-    std::string digest = lazy::PushIndexArtifact(client, img, indexes);
+    std::string digest = lazy::PushIndexArtifact(client, img, indexes, prefetch);
     std::printf(
         "pushed index artifact %s for %s (manifest %s): %zu of %zu layers, %llu bytes "
         "(%.2f%% of the layers)\n",
@@ -138,6 +160,7 @@ int RunIndex(const std::vector<std::string>& args) {
         static_cast<unsigned long long>(index_bytes),
         100.0 * static_cast<double>(index_bytes) /
             static_cast<double>(layer_bytes ? layer_bytes : 1));
+    if (!prefetch.empty()) std::printf("with the prefetch list of %s\n", prefetch_path.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lazysnap index: %s\n", e.what());

@@ -27,6 +27,8 @@ constexpr Command kCommands[] = {
      lazysnap::cli::RunInspect},
     {"mount", "mount an indexed image read-only and lazily (through lazysnap-fused)",
      lazysnap::cli::RunMount},
+    {"prefetch", "write the start reads recorded for an image as a prefetch list (for index)",
+     lazysnap::cli::RunPrefetch},
     {"status", "show what lazysnap-fused serves (per-layer bytes fetched/served, cache)",
      lazysnap::cli::RunStatus},
     {"umount", "unmount what `lazysnap mount` mounted", lazysnap::cli::RunUmount},

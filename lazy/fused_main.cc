@@ -5,6 +5,7 @@
 //   {"op":"prepare", image_ref, manifest_digest, layer_digest} -> {"indexed": bool}
 //   {"op":"mount", ..., "mountpoint"}    {"op":"unmount", "mountpoint"}
 //   {"op":"status"} -> per-layer bytes fetched / served / cache hits      {"op":"ping"}
+//   {"op":"start-reads"} -> per mounted layer, the tar ranges read at start
 #include <signal.h>
 
 #include <cstdio>
@@ -98,6 +99,8 @@ int Run(int argc, char** argv) {
   so.background_fetch = lz.background_fetch;
   so.background.delay = std::chrono::seconds(lz.background_fetch_delay_s);
   so.background.bytes_per_second = static_cast<uint64_t>(lz.background_fetch_mb_per_s) << 20;
+  so.prefetch = lz.prefetch;
+  so.record_window = std::chrono::seconds(lz.prefetch_record_s);
   lazysnap::MakeDirs(lz.root, 0700);
   auto slash = lz.socket.rfind('/');
   if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));
@@ -109,6 +112,7 @@ int Run(int argc, char** argv) {
         std::string op = Str(req, "op");
         if (op == "ping") return nlohmann::json::object();
         if (op == "status") return service.Status();
+        if (op == "start-reads") return service.StartReads();
         if (op == "prepare") return {{"indexed", service.Prepare(Ref(req))}};
         if (op == "mount") {
           service.Mount(Ref(req), Str(req, "mountpoint"));

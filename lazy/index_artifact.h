@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -18,22 +19,31 @@ namespace lazysnap::lazy {
 // Layer digest -> descriptor of its index blob.
 using IndexedLayers = std::map<std::string, fetcher::Descriptor>;
 
-// The artifact manifest for `indexes` (layer digest -> encoded index bytes; the blobs must be
-// pushed separately) with `image` as subject.
-std::string IndexArtifactManifest(const fetcher::ResolvedImage& image,
-                                  const std::vector<std::pair<std::string, std::string>>& indexes);
+struct IndexArtifact {
+  IndexedLayers layers;
+  // The image's prefetch list blob (lazy/prefetch_list.h), when one was recorded.
+  std::optional<fetcher::Descriptor> prefetch;
+};
 
-// Pushes the index blobs and the artifact, and registers it as a referrer of the image manifest.
-// Returns the artifact manifest's digest.
+// The artifact manifest for `indexes` (layer digest -> encoded index bytes; the blobs must be
+// pushed separately) and, when not empty, the encoded prefetch list, with `image` as subject.
+std::string IndexArtifactManifest(const fetcher::ResolvedImage& image,
+                                  const std::vector<std::pair<std::string, std::string>>& indexes,
+                                  const std::string& prefetch = "");
+
+// Pushes the index blobs, the prefetch list (when not empty) and the artifact, and registers it as
+// a referrer of the image manifest. Returns the artifact manifest's digest.
 std::string PushIndexArtifact(fetcher::RegistryClient& client, const fetcher::ResolvedImage& image,
-                              const std::vector<std::pair<std::string, std::string>>& indexes);
+                              const std::vector<std::pair<std::string, std::string>>& indexes,
+                              const std::string& prefetch = "");
 
 // Strict parse of an artifact manifest (untrusted; fuzzed): Error(kInvalidArgument) naming the
-// field. Layers without the annotation or with another media type are ignored.
-IndexedLayers ParseIndexArtifact(std::string_view json);
+// field. Index blobs without the annotation and layers of other media types are ignored; more
+// than one prefetch list is an error.
+IndexArtifact ParseIndexArtifact(std::string_view json);
 
-// The newest index artifact of `manifest_digest` in the client's repository; empty when none.
-IndexedLayers FindIndexArtifact(fetcher::RegistryClient& client,
+// The newest index artifact of `manifest_digest` in the client's repository; no layers when none.
+IndexArtifact FindIndexArtifact(fetcher::RegistryClient& client,
                                 const std::string& manifest_digest);
 
 }  // namespace lazysnap::lazy

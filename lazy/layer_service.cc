@@ -25,6 +25,7 @@
 #include "lazy/index_artifact.h"
 #include "lazy/kernel_layer.h"
 #include "lazy/layer_index.h"
+#include "lazy/prefetch_list.h"
 #include "lazy/tar_source.h"
 
 namespace lazysnap::lazy {
@@ -75,17 +76,18 @@ struct LayerService::Impl {
 
   std::mutex lookup_mu;  // lookups, downloads, prepared
   struct Lookup {
-    IndexedLayers layers;
+    IndexArtifact artifact;
     Clock::time_point at;
   };
-  std::map<std::string, Lookup> lookups;  // manifest digest -> its artifact's layers
+  std::map<std::string, Lookup> lookups;  // manifest digest -> its index artifact
   // Each layer blob's GET, prepared (HEAD: endpoint, credentials) while its index downloaded;
   // taken by the layer's mount. Key: image ref + " " + layer digest.
   std::map<std::string, fetcher::HttpRequest> prepared;
-  // Index downloads in flight, by layer digest. containerd prepares an image's layers one after
-  // another; the first layer's Prepare starts the downloads of every layer in the artifact, so
-  // each later Prepare finds its index on disk or on its way. Declared last: destroyed (waited
-  // for) before the members the downloads use.
+  // Index downloads in flight, by layer digest, and prefetch list downloads, by "prefetch " +
+  // manifest digest. containerd prepares an image's layers one after another; the first layer's
+  // Prepare starts the downloads of every layer in the artifact (and of the image's prefetch
+  // list), so each later Prepare finds its index on disk or on its way. Declared last: destroyed
+  // (waited for) before the members the downloads use.
   std::map<std::string, std::shared_future<void>> downloads;
 
   Impl(const LayerServiceOptions& o, const Logger& l) : opts(o), log(l) {}
@@ -115,6 +117,37 @@ struct LayerService::Impl {
     }
   }
 
+  // Downloads, checks and keeps the image's prefetch list. Never throws: without its list an
+  // image starts as fast as before.
+  void DownloadPrefetch(const LayerRef& layer, const fetcher::Descriptor& desc) {
+    try {
+      labels::Reference image = labels::ParseReference(layer.image_ref);
+      fetcher::RegistryClient client(image, RegistryFor(image));
+      std::string blob = client.FetchBlobToString(desc.digest, kMaxPrefetchListBytes);  // verified
+      ParsePrefetchList(blob);  // refuse a malformed list before keeping it
+      WriteFileAtomic(PrefetchPath(layer.manifest_digest), blob, 0600);
+      log.Info("prefetch list downloaded",
+               {{"manifest", layer.manifest_digest}, {"list", desc.digest}});
+    } catch (const std::exception& e) {
+      log.Warn("prefetch list not used",
+               {{"manifest", layer.manifest_digest}, {"list", desc.digest}, {"error", e.what()}});
+    }
+  }
+
+  // The spans of `ref` the image's prefetch list names; none without a list (or a readable one).
+  std::vector<TarRange> PrefetchRanges(const LayerRef& ref) const {
+    std::string path = PrefetchPath(ref.manifest_digest);
+    if (!opts.prefetch || !PathExists(path)) return {};
+    try {
+      PrefetchList list = ParsePrefetchList(ReadFile(path));
+      auto it = list.find(ref.layer_digest);
+      return it == list.end() ? std::vector<TarRange>{} : it->second;
+    } catch (const std::exception& e) {
+      log.Warn("prefetch list unreadable; not used", {{"path", path}, {"error", e.what()}});
+      return {};
+    }
+  }
+
   std::optional<fetcher::HttpRequest> TakePrepared(const LayerRef& ref) {
     std::lock_guard lock(lookup_mu);
     auto it = prepared.find(ref.image_ref + " " + ref.layer_digest);
@@ -126,6 +159,9 @@ struct LayerService::Impl {
 
   std::string IndexPath(const std::string& layer) const {
     return opts.root + "/indexes/" + Hex(layer) + ".idx";
+  }
+  std::string PrefetchPath(const std::string& manifest) const {
+    return opts.root + "/prefetch/" + Hex(manifest) + ".json";
   }
   std::string MetaPath(const std::string& layer) const {
     return opts.root + "/meta/" + Hex(layer) + ".erofs";
@@ -208,8 +244,16 @@ struct LayerService::Impl {
     to.readahead_spans = opts.readahead_spans;
     to.workers = opts.readahead_threads;
     to.unavailable_timeout = opts.read_timeout;
+    to.record_window = opts.record_window;
     m.source = std::make_shared<TarSource>(m.fetcher, idx.compression, idx.tar_size,
                                            std::move(idx.checkpoints), to);
+    if (auto ranges = PrefetchRanges(ref); !ranges.empty()) {
+      m.source->Prefetch(ranges);  // on the read-ahead threads, while the mount is made
+      log.Info("prefetch list queued",
+               {{"layer", ref.layer_digest},
+                {"ranges", std::to_string(ranges.size())},
+                {"spans", std::to_string(m.source->Stats().prefetch_spans)}});
+    }
     FuseLayerOptions fo;
     fo.max_threads = opts.fuse_threads;
     fo.read_ahead_kb = opts.read_ahead_kb;
@@ -280,6 +324,7 @@ LayerService::LayerService(const LayerServiceOptions& opts, const Logger& log)
   MakeDirs(opts.root + "/indexes", 0700);
   MakeDirs(opts.root + "/spans", 0700);
   MakeDirs(opts.root + "/meta", 0700);
+  MakeDirs(opts.root + "/prefetch", 0700);
   MakeDirs(opts.root + "/blobs", 0700);
   fetcher::ChunkCacheOptions co;
   co.dir = opts.cache_dir;
@@ -315,8 +360,17 @@ bool LayerService::Prepare(const LayerRef& layer) {
         Impl::Lookup l{FindIndexArtifact(client, layer.manifest_digest), Clock::now()};
         it = im.lookups.insert_or_assign(layer.manifest_digest, std::move(l)).first;
       }
-      if (!it->second.layers.contains(layer.layer_digest)) return false;
-      for (const auto& entry : it->second.layers) {
+      const IndexArtifact& artifact = it->second.artifact;
+      if (!artifact.layers.contains(layer.layer_digest)) return false;
+      std::string list_key = "prefetch " + layer.manifest_digest;
+      if (artifact.prefetch && im.opts.prefetch && !im.downloads.contains(list_key) &&
+          !PathExists(im.PrefetchPath(layer.manifest_digest))) {
+        fetcher::Descriptor desc = *artifact.prefetch;
+        im.downloads.emplace(list_key, std::async(std::launch::async, [&im, layer, desc] {
+                                         im.DownloadPrefetch(layer, desc);
+                                       }).share());
+      }
+      for (const auto& entry : artifact.layers) {
         const std::string& digest = entry.first;
         if (im.downloads.contains(digest) || PathExists(im.IndexPath(digest))) continue;
         LayerRef other{layer.image_ref, layer.manifest_digest, digest};
@@ -336,6 +390,13 @@ void LayerService::Mount(const LayerRef& layer, const std::string& mountpoint) {
   auto& im = *impl_;
   if (mountpoint.empty() || mountpoint.front() != '/')
     throw Error(ErrorCode::kInvalidArgument, "mountpoint must be absolute: " + mountpoint);
+  std::shared_future<void> list;  // the image's prefetch list, if on its way
+  {
+    std::lock_guard lock(im.lookup_mu);
+    auto d = im.downloads.find("prefetch " + layer.manifest_digest);
+    if (d != im.downloads.end()) list = d->second;
+  }
+  if (list.valid()) list.wait();  // a small blob; DownloadPrefetch never throws
   std::lock_guard lock(im.mu);
   if (auto it = im.mounts.find(mountpoint); it != im.mounts.end()) {
     if (it->second.ref.layer_digest == layer.layer_digest) return;
@@ -386,6 +447,9 @@ nlohmann::json LayerService::Status() const {
                         {"store_disabled", s.store_disabled},
                         {"fetch_ms", s.fetch_us / 1000},
                         {"inflate_ms", s.inflate_us / 1000},
+                        {"prefetch_spans", s.prefetch_spans},
+                        {"prefetched_spans", s.prefetched},
+                        {"start_read_spans", s.start_read_spans},
                         {"fuse_errors", u.errors}});
       nlohmann::json& l = layers.back();
       if (m.background) {
@@ -409,6 +473,22 @@ nlohmann::json LayerService::Status() const {
             {"max_bytes", c.max_bytes},
             {"bytes_fetched", c.bytes_fetched},
             {"evictions", c.evictions}}}};
+}
+
+nlohmann::json LayerService::StartReads() const {
+  auto& im = *impl_;
+  nlohmann::json layers = nlohmann::json::array();
+  std::lock_guard lock(im.mu);
+  for (const auto& [mp, m] : im.mounts) {
+    nlohmann::json ranges = nlohmann::json::array();
+    for (const TarRange& r : m.source->StartReads()) ranges.push_back({r.offset, r.length});
+    layers.push_back({{"mountpoint", mp},
+                      {"layer", m.ref.layer_digest},
+                      {"image", m.ref.image_ref},
+                      {"manifest_digest", m.ref.manifest_digest},
+                      {"ranges", ranges}});
+  }
+  return {{"layers", layers}};
 }
 
 }  // namespace lazysnap::lazy

@@ -4,8 +4,9 @@
 // directly; lazysnap-fused wraps it in the control protocol (lazy/control.h).
 //
 // State under `root`: indexes/<hex>.idx (encoded layer indexes, keyed by the layer they index:
-// the index depends only on the layer's bytes, so every image sharing a layer shares it) and
-// mounts.json (what is mounted where, rewritten atomically on every change).
+// the index depends only on the layer's bytes, so every image sharing a layer shares it),
+// prefetch/<manifest hex>.json (images' prefetch lists, lazy/prefetch_list.h) and mounts.json
+// (what is mounted where, rewritten atomically on every change).
 #pragma once
 
 #include <chrono>
@@ -41,6 +42,8 @@ struct LayerServiceOptions {
   bool kernel_erofs = true;
   bool background_fetch = true;  // the rest of each mounted layer, into the chunk cache
   BackgroundFetchOptions background;
+  bool prefetch = true;  // fetch the spans an image's prefetch list names at once at mount
+  std::chrono::milliseconds record_window{30000};  // start reads recorded (StartReads); 0: none
   std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered
 };
 
@@ -70,10 +73,14 @@ class LayerService {
 
   // {"layers": [{mountpoint, layer, image, bytes_fetched, requests, chunk_hits, bytes_served,
   //   file_reads, spans_inflated, span_hits, readahead_spans, store_hits, store_bytes,
-  //   store_disabled, fetch_ms, inflate_ms, fuse_errors, path: "kernel-erofs"|"fuse",
+  //   store_disabled, fetch_ms, inflate_ms, prefetch_spans, prefetched_spans, start_read_spans,
+  //   fuse_errors, path: "kernel-erofs"|"fuse",
   //   background: waiting|fetching|done|failed|off, background_off? (why: "disabled" or the
   //   reason), background_bytes, background_error?}...], "cache": {...}}
   nlohmann::json Status() const;
+  // {"layers": [{mountpoint, layer, image, manifest_digest, ranges: [[offset, length]...]}...]}:
+  // each mounted layer's start reads (TarSource::StartReads), for `lazysnap prefetch`.
+  nlohmann::json StartReads() const;
 
  private:
   struct Impl;

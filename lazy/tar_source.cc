@@ -9,6 +9,8 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 
 #include "common/error.h"
@@ -19,6 +21,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using SpanData = std::shared_ptr<const std::string>;
+
+// Plain-tar layers have no spans: their start reads are recorded in pieces of this size.
+constexpr uint64_t kPlainUnit = 1u << 20;
 
 uint64_t MicrosSince(Clock::time_point t0) {
   return static_cast<uint64_t>(
@@ -56,6 +61,14 @@ struct TarSource::Impl {
   mutable std::array<Stream, 8> streams{};
   mutable size_t next_stream = 0;
   mutable TarSourceStats stats;
+  // Start reads: the spans (pieces of kPlainUnit for a plain tar) read in the first
+  // `record_window`, in the order first read.
+  mutable std::optional<Clock::time_point> first_read;
+  mutable std::vector<size_t> recorded;
+  mutable std::set<size_t> recorded_set;
+  // Spans Prefetch queued that are not local yet; plain-tar ranges it queued.
+  mutable std::set<size_t> prefetch_wanted;
+  mutable std::deque<TarRange> raw_prefetch;
   bool stopping = false;
   std::vector<std::thread> workers;
 
@@ -66,6 +79,20 @@ struct TarSource::Impl {
     return static_cast<size_t>(it - cps.begin()) - 1;
   }
   uint64_t SpanEnd(size_t s) const { return s + 1 < cps.size() ? cps[s + 1].out : tar_size; }
+  bool Plain() const { return compression == erofs::LayerCompression::kNone; }
+
+  // Records a read of [offset, offset + len) as a start read while the window is open. mu held.
+  void RecordLocked(uint64_t offset, size_t len) const {
+    if (opts.record_window.count() <= 0 || len == 0) return;
+    auto now = Clock::now();
+    if (!first_read) first_read = now;
+    if (now - *first_read > opts.record_window) return;
+    size_t first = Plain() ? offset / kPlainUnit : SpanOf(offset);
+    size_t last = Plain() ? (offset + len - 1) / kPlainUnit : SpanOf(offset + len - 1);
+    for (size_t u = first; u <= last; ++u) {
+      if (recorded_set.insert(u).second) recorded.push_back(u);
+    }
+  }
 
   uint64_t CompressedFrom(size_t s) const { return cps[s].in - (cps[s].bits ? 1 : 0); }
   uint64_t CompressedTo(size_t s) const {
@@ -153,6 +180,7 @@ struct TarSource::Impl {
     }
     std::lock_guard lock(mu);
     inflight.erase(c.span);
+    if (prefetch_wanted.erase(c.span)) stats.prefetched++;
     lru.push_front(c.span);
     cached[c.span] = {data, lru.begin()};
     cached_bytes += data->size();
@@ -285,9 +313,25 @@ struct TarSource::Impl {
   void ReadaheadLoop() {
     std::unique_lock lock(mu);
     for (;;) {
-      work_cv.wait(lock,
-                   [&] { return stopping || !readahead_queue.empty() || !inflate_tasks.empty(); });
+      work_cv.wait(lock, [&] {
+        return stopping || !readahead_queue.empty() || !inflate_tasks.empty() ||
+               !raw_prefetch.empty();
+      });
       if (stopping) return;
+      if (!raw_prefetch.empty()) {
+        TarRange r = raw_prefetch.front();
+        raw_prefetch.pop_front();
+        lock.unlock();
+        bool ok = true;
+        try {
+          blob->Prefetch(r.offset, r.length);
+        } catch (...) {
+          ok = false;  // a reader fetches it itself
+        }
+        lock.lock();
+        if (ok) stats.prefetched++;
+        continue;
+      }
       if (!inflate_tasks.empty()) {
         InflateTask t = std::move(inflate_tasks.front());
         inflate_tasks.pop_front();
@@ -369,12 +413,14 @@ TarSource::TarSource(std::shared_ptr<fetcher::RangeFetcher> blob,
     if (!opts.store_dir.empty() && opts.store_bytes > 0) {
       impl_->store = std::make_unique<SpanStore>(opts.store_dir, opts.store_bytes);
     }
-    for (unsigned i = 0; i < std::max(1u, opts.workers); ++i) {
-      impl_->workers.emplace_back([this] { impl_->ReadaheadLoop(); });
-    }
   } else if (tar_size != impl_->blob->size()) {
     throw Error(ErrorCode::kInvalidArgument,
                 "layer " + impl_->blob->digest() + ": plain tar size differs from the blob size");
+  }
+  // A plain tar has no read-ahead; one thread serves its prefetch list.
+  unsigned workers = impl_->Plain() ? 1u : std::max(1u, opts.workers);
+  for (unsigned i = 0; i < workers; ++i) {
+    impl_->workers.emplace_back([this] { impl_->ReadaheadLoop(); });
   }
 }
 
@@ -424,6 +470,7 @@ void TarSource::Read(uint64_t offset, size_t len, void* buf) const {
   std::lock_guard lock(impl_->mu);
   impl_->stats.reads++;
   impl_->stats.bytes_served += len;
+  impl_->RecordLocked(offset, len);
 }
 
 bool TarSource::LendFd(uint64_t offset, size_t len, const FdUser& use) const {
@@ -446,7 +493,58 @@ bool TarSource::LendFd(uint64_t offset, size_t len, const FdUser& use) const {
   im.stats.store_hits++;
   im.stats.reads++;
   im.stats.bytes_served += len;
+  im.RecordLocked(offset, len);
   return true;
+}
+
+void TarSource::Prefetch(const std::vector<TarRange>& ranges) const {
+  auto& im = *impl_;
+  // Checked before taking mu (the store has its own lock).
+  bool stored = im.store && !im.store->Stats().disabled;
+  std::lock_guard lock(im.mu);
+  if (im.Plain()) {
+    for (TarRange r : ranges) {
+      if (r.offset >= im.tar_size) continue;
+      r.length = std::min(r.length, im.tar_size - r.offset);
+      im.raw_prefetch.push_back(r);
+      im.stats.prefetch_spans++;
+    }
+  } else {
+    const uint64_t budget = stored ? im.opts.store_bytes / 2 : im.opts.span_cache_bytes / 2;
+    uint64_t queued = 0;
+    bool full = false;
+    for (auto r = ranges.begin(); r != ranges.end() && !full; ++r) {
+      if (r->offset >= im.tar_size) continue;
+      uint64_t end = std::min(im.tar_size, r->offset + r->length);
+      for (size_t s = im.SpanOf(r->offset), last = im.SpanOf(end - 1); s <= last && !full; ++s) {
+        if (im.Have(s) || im.prefetch_wanted.count(s)) continue;
+        uint64_t len = im.SpanEnd(s) - im.cps[s].out;
+        full = queued + len > budget;
+        if (full) break;
+        queued += len;
+        im.readahead_queue.push_back(s);
+        im.prefetch_wanted.insert(s);
+        im.stats.prefetch_spans++;
+      }
+    }
+  }
+  im.work_cv.notify_all();
+}
+
+std::vector<TarRange> TarSource::StartReads() const {
+  auto& im = *impl_;
+  std::lock_guard lock(im.mu);
+  std::vector<TarRange> out;
+  for (size_t u : im.recorded) {
+    uint64_t from = im.Plain() ? u * kPlainUnit : im.cps[u].out;
+    uint64_t to = im.Plain() ? std::min(im.tar_size, from + kPlainUnit) : im.SpanEnd(u);
+    if (!out.empty() && out.back().offset + out.back().length == from) {
+      out.back().length += to - from;
+    } else {
+      out.push_back({from, to - from});
+    }
+  }
+  return out;
 }
 
 TarSourceStats TarSource::Stats() const {
@@ -454,6 +552,7 @@ TarSourceStats TarSource::Stats() const {
   {
     std::lock_guard lock(impl_->mu);
     s = impl_->stats;
+    s.start_read_spans = impl_->recorded.size();
   }
   if (impl_->store) {
     SpanStoreStats st = impl_->store->Stats();

@@ -25,6 +25,7 @@
 #include "erofs/layer_decoder.h"
 #include "erofs/reader.h"
 #include "fetcher/range_fetcher.h"
+#include "lazy/prefetch_list.h"
 
 namespace lazysnap::lazy {
 
@@ -41,19 +42,25 @@ struct TarSourceOptions {
   // registry pays a few milliseconds per request whatever its size.
   uint64_t readahead_fetch_bytes = 16ull << 20;
   std::chrono::milliseconds unavailable_timeout = std::chrono::seconds(60);
+  // Start reads: the spans readers touch within this long of the first read are recorded, in
+  // the order first touched (StartReads); 0: none.
+  std::chrono::milliseconds record_window = std::chrono::seconds(30);
 };
 
 struct TarSourceStats {
   uint64_t reads = 0;
   uint64_t bytes_served = 0;
   uint64_t spans_inflated = 0;
-  uint64_t span_hits = 0;        // reads served from inflated spans in memory
-  uint64_t readahead_spans = 0;  // spans inflated in the background
-  uint64_t store_hits = 0;       // reads served from the on-disk span store
-  uint64_t store_bytes = 0;      // inflated bytes in the store now
-  bool store_disabled = false;   // the store's disk refused a write (full?): memory only since
-  uint64_t fetch_us = 0;         // time spent getting compressed bytes (network or chunk cache)
-  uint64_t inflate_us = 0;       // time spent inflating spans
+  uint64_t span_hits = 0;         // reads served from inflated spans in memory
+  uint64_t readahead_spans = 0;   // spans inflated in the background
+  uint64_t store_hits = 0;        // reads served from the on-disk span store
+  uint64_t store_bytes = 0;       // inflated bytes in the store now
+  bool store_disabled = false;    // the store's disk refused a write (full?): memory only since
+  uint64_t fetch_us = 0;          // time spent getting compressed bytes (network or chunk cache)
+  uint64_t inflate_us = 0;        // time spent inflating spans
+  uint64_t prefetch_spans = 0;    // spans Prefetch queued (not already local)
+  uint64_t prefetched = 0;        // ... of which are local now (fetched by it or by a reader)
+  uint64_t start_read_spans = 0;  // spans recorded as start reads
 };
 
 class TarSource : public erofs::BlockSource {
@@ -72,6 +79,15 @@ class TarSource : public erofs::BlockSource {
   // Bytes already in the span store are lent as the store's fd (same offsets as the tar), so a
   // FUSE reply can splice them instead of copying.
   bool LendFd(uint64_t offset, size_t len, const FdUser& use) const override;
+
+  // Fetches (verified) and inflates the spans covering `ranges` on the read-ahead threads, in
+  // the given order, ahead of readers: an image's prefetch list (lazy/prefetch_list.h). Ranges
+  // past the end of the tar are cut; without a span store, no more than half the memory LRU is
+  // queued, so the list never evicts itself. Errors cost nothing: a reader fetches what it needs.
+  void Prefetch(const std::vector<TarRange>& ranges) const;
+  // The tar ranges of the spans read within `record_window` of the first read, in the order
+  // first read (adjacent spans merged).
+  std::vector<TarRange> StartReads() const;
 
   TarSourceStats Stats() const;
   fetcher::RangeFetcherStats FetchStats() const;

@@ -101,7 +101,9 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
                  "kernel_erofs",
                  "background_fetch",
                  "background_fetch_delay_s",
-                 "background_fetch_mb_per_s"},
+                 "background_fetch_mb_per_s",
+                 "prefetch",
+                 "prefetch_record_s"},
                 "lazy.", origin);
   LazySettings l;
   l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
@@ -126,6 +128,8 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
       GetInt(t, "background_fetch_delay_s", "lazy.", origin, l.background_fetch_delay_s, 0);
   l.background_fetch_mb_per_s =
       GetInt(t, "background_fetch_mb_per_s", "lazy.", origin, l.background_fetch_mb_per_s, 0);
+  l.prefetch = GetBool(t, "prefetch", "lazy.", origin, l.prefetch);
+  l.prefetch_record_s = GetInt(t, "prefetch_record_s", "lazy.", origin, l.prefetch_record_s, 0);
   for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
     if (p->empty() || p->front() != '/')
       Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");

@@ -53,6 +53,11 @@ struct LazySettings {
   bool background_fetch = true;
   int64_t background_fetch_delay_s = 10;
   int64_t background_fetch_mb_per_s = 64;
+  // At mount, the spans an image's prefetch list (recorded start reads, pushed with its index)
+  // names are fetched first; each layer's reads in its first `prefetch_record_s` after its first
+  // read are recorded for `lazysnap prefetch` (0: none).
+  bool prefetch = true;
+  int64_t prefetch_record_s = 30;
 };
 
 struct DaemonConfig {

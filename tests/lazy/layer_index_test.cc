@@ -19,6 +19,7 @@
 #include "common/temp_dir.h"
 #include "erofs/layer_decoder.h"
 #include "lazy/index_artifact.h"
+#include "lazy/prefetch_list.h"
 #include "tests/lazy/fuzz/layer_index_testutil.h"
 #include "tests/support/pseudo_random.h"
 
@@ -486,14 +487,90 @@ TEST(IndexArtifact, ManifestRoundTripWithTwoLayers) {
   image.manifest_bytes = "{\"schemaVersion\":2}";
   const std::string la = Sha256Digest("layer a"), lb = Sha256Digest("layer b");
   std::string json = IndexArtifactManifest(image, {{la, "index of a"}, {lb, "index b"}});
-  IndexedLayers got = ParseIndexArtifact(json);
+  IndexedLayers got = ParseIndexArtifact(json).layers;
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got.at(la).digest, Sha256Digest("index of a"));
   EXPECT_EQ(got.at(la).size, 10u);
   EXPECT_EQ(got.at(la).media_type, kLayerIndexMediaType);
   EXPECT_EQ(got.at(lb).digest, Sha256Digest("index b"));
   EXPECT_EQ(got.at(lb).size, 7u);
-  EXPECT_TRUE(ParseIndexArtifact(Artifact("[]")).empty());
+  EXPECT_FALSE(ParseIndexArtifact(json).prefetch);
+  EXPECT_TRUE(ParseIndexArtifact(Artifact("[]")).layers.empty());
+}
+
+TEST(IndexArtifact, CarriesOnePrefetchList) {
+  fetcher::ResolvedImage image;
+  image.manifest_digest = Sha256Digest("manifest");
+  const std::string la = Sha256Digest("layer a");
+  const std::string list = EncodePrefetchList({{la, {{0, 4096}}}});
+  IndexArtifact got = ParseIndexArtifact(IndexArtifactManifest(image, {{la, "index"}}, list));
+  ASSERT_EQ(got.layers.size(), 1u);
+  ASSERT_TRUE(got.prefetch);
+  EXPECT_EQ(got.prefetch->media_type, kPrefetchListMediaType);
+  EXPECT_EQ(got.prefetch->digest, Sha256Digest(list));
+  EXPECT_EQ(got.prefetch->size, list.size());
+  const std::string p = kPrefetchListMediaType;
+  const std::string pa = Sha256Digest("p1"), pb = Sha256Digest("p2");
+  ExpectInvalid(Artifact("[" + Layer(p, pa, "3", "") + "," + Layer(p, pb, "4", "") + "]"),
+                "more than one prefetch list");
+  ExpectInvalid(Artifact("[" + Layer(p, "sha256:nope", "3", "") + "]"), "prefetch list digest");
+  ExpectInvalid(Artifact("[" + Layer(p, pa, "-3", "") + "]"), "no size");
+}
+
+// --- ParsePrefetchList -------------------------------------------------------------------------
+
+void ExpectBadList(const std::string& json, const std::string& why) {
+  SCOPED_TRACE(json);
+  try {
+    ParsePrefetchList(json);
+    ADD_FAILURE() << "parsed; expected kInvalidArgument containing \"" << why << "\"";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
+    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+  }
+}
+
+std::string List(const std::string& layers) {
+  return std::string(R"({"mediaType":")") + kPrefetchListMediaType + R"(","layers":)" + layers +
+         "}";
+}
+
+TEST(PrefetchList, RoundTripKeepsTheOrderOfRanges) {
+  const std::string la = Sha256Digest("a"), lb = Sha256Digest("b");
+  PrefetchList list{{la, {{8 << 20, 4 << 20}, {0, 4 << 20}, {1ull << 40, 1}}}, {lb, {}}};
+  EXPECT_EQ(ParsePrefetchList(EncodePrefetchList(list)), list);
+  EXPECT_TRUE(ParsePrefetchList(List("[]")).empty());
+}
+
+TEST(PrefetchList, RejectsMalformedLists) {
+  const std::string la = Sha256Digest("a");
+  auto layer = [&](const std::string& ranges) {
+    return R"([{"digest":")" + la + R"(","ranges":)" + ranges + "}]";
+  };
+  ExpectBadList("", "not a JSON object");
+  ExpectBadList("[]", "not a JSON object");
+  ExpectBadList(R"({"layers":[]})", "mediaType");
+  ExpectBadList(R"({"mediaType":"application/json","layers":[]})", "mediaType");
+  ExpectBadList(List("{}"), "no layers array");
+  ExpectBadList(List("[7]"), "not an object");
+  ExpectBadList(List(R"([{"ranges":[]}])"), "no digest");
+  ExpectBadList(List(R"([{"digest":"sha256:abc","ranges":[]}])"), "layer digest");
+  ExpectBadList(List(R"([{"digest":")" + la + R"("}])"), "no ranges array");
+  ExpectBadList(List(layer("[[1]]")), "not [offset, length]");
+  ExpectBadList(List(layer("[[1,2,3]]")), "not [offset, length]");
+  ExpectBadList(List(layer("[[-1,2]]")), "not [offset, length]");
+  ExpectBadList(List(layer(R"([["1",2]])")), "not [offset, length]");
+  ExpectBadList(List(layer("[[1.5,2]]")), "not [offset, length]");
+  ExpectBadList(List(layer("[[5,0]]")), "empty or overflows");
+  ExpectBadList(List(layer("[[18446744073709551615,2]]")), "empty or overflows");
+  ExpectBadList(List(layer("[[0,1]]").substr(0, layer("[[0,1]]").size() - 1) + "," +
+                     layer("[[0,1]]").substr(1)),
+                "listed twice");
+  std::string many = "[";
+  for (size_t i = 0; i <= kMaxPrefetchRanges; ++i)
+    many += (i ? ",[" : "[") + std::to_string(i) + ",1]";
+  ExpectBadList(List(layer(many + "]")), "ranges, more than");
+  ExpectBadList(std::string(kMaxPrefetchListBytes + 1, ' '), "bytes, more than");
 }
 
 TEST(IndexArtifact, IgnoresOtherMediaTypesAndUnannotatedLayers) {
@@ -507,7 +584,7 @@ TEST(IndexArtifact, IgnoresOtherMediaTypesAndUnannotatedLayers) {
       Layer(m, ib, "5", "[1]") + "," +
       Layer(m, ib, "5", std::string(R"({")") + kIndexedLayerAnnotation + R"(":7})") + "," +
       Layer(m, ib, "12", Annotated(lc)) + "]";
-  IndexedLayers got = ParseIndexArtifact(Artifact(layers));
+  IndexedLayers got = ParseIndexArtifact(Artifact(layers)).layers;
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got.at(la).digest, ia);
   EXPECT_EQ(got.at(la).size, 11u);

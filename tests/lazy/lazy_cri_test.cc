@@ -387,6 +387,82 @@ TEST_F(LazyCriTest, BackgroundFetchMakesLayersLocalThenTheRegistryIsNotNeeded) {
   EXPECT_NE(out.output.find(std::to_string(small_bytes) + "\n"), std::string::npos) << out.output;
 }
 
+TEST_F(LazyCriTest, StartReadsRecordedOnOneNodeArePrefetchedOnAnother) {
+  // An image of its own: this test pushes an artifact with a prefetch list, which the suite's
+  // image must not get (other tests count what its start fetches).
+  OciImageBuilder b;
+  b.AddBusyboxLayer();
+  const std::string started = PseudoRandomBytes(24 << 20, 11);
+  const std::string unread = PseudoRandomBytes(16 << 20, 12);
+  b.AddFileLayer({{"app/started", started}, {"app/unread", unread}, {"etc/app", "app conf\n"}});
+  PushedImage img = b.Push(registry_->host(), "lazy/prefetch:v1");
+  auto idx = RunCommand({LazysnapCliBinary(), "index", img.ref, "--plain-http"});
+  ASSERT_EQ(idx.exit_code, 0) << idx.output;
+  const std::vector<std::string> start = {"sh", "-c", "cat /etc/app && sha256sum /app/started"};
+  TempDir tmp("lazy-prefetch");
+  const std::string list = tmp / "list.json";
+  {
+    // Node one runs the container once and writes out what its start read.
+    LazyStack one(*registry_);
+    CriImageClient(one.containerd.address()).Pull(img.ref);
+    std::vector<std::string> run = {"run", "--rm", "--snapshotter", "lazysnap", img.ref, "pf-1"};
+    run.insert(run.end(), start.begin(), start.end());
+    auto out = one.containerd.Ctr(run, 120, "k8s.io");
+    ASSERT_EQ(out.exit_code, 0) << out.output;
+    auto rec = RunCommand({LazysnapCliBinary(), "prefetch", img.ref, "--socket", one.fused.socket(),
+                           "--output", list});
+    ASSERT_EQ(rec.exit_code, 0) << rec.output;
+    EXPECT_NE(rec.output.find("2 layers"), std::string::npos) << rec.output;
+  }
+  auto pushed =
+      RunCommand({LazysnapCliBinary(), "index", img.ref, "--plain-http", "--prefetch", list});
+  ASSERT_EQ(pushed.exit_code, 0) << pushed.output;
+  EXPECT_NE(pushed.output.find("with the prefetch list"), std::string::npos) << pushed.output;
+
+  // Node two (its own caches) fetches the list's spans at mount, before any container reads.
+  LazyStack two(*registry_);
+  CriImageClient(two.containerd.address()).Pull(img.ref);
+  auto until = std::chrono::steady_clock::now() + std::chrono::minutes(2);
+  nlohmann::json st;
+  auto prefetched = [&] {
+    st = two.fused.Status();
+    if (st["layers"].size() != img.layer_digests.size()) return false;
+    for (const auto& l : st["layers"]) {
+      uint64_t want = l["prefetch_spans"].get<uint64_t>();
+      if (want == 0 || l["prefetched_spans"].get<uint64_t>() < want) return false;
+    }
+    return true;
+  };
+  while (!prefetched() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(prefetched()) << st.dump(1);
+  for (const auto& l : st["layers"]) {
+    if (l["layer"] == img.layer_digests.back()) {
+      EXPECT_LT(l["bytes_fetched"].get<uint64_t>(), img.layer_sizes.back()) << l.dump();
+    }
+  }
+
+  auto dd_works = two.containerd.Ctr({"run", "--rm", "--snapshotter", "lazysnap", img.ref, "pf-0",
+                                      "busybox", "dd", "if=/app/unread", "of=/dev/null", "count=0"},
+                                     120, "k8s.io");
+  ASSERT_EQ(dd_works.exit_code, 0) << dd_works.output;  // reads nothing of the file
+
+  // With the registry gone the same start runs from what was prefetched; the middle of a file it
+  // never read fails with EIO after the read timeout (the registry really is needed for the rest).
+  registry_->Stop();
+  std::vector<std::string> run = {"run", "--rm", "--snapshotter", "lazysnap", img.ref, "pf-2"};
+  run.insert(run.end(), start.begin(), start.end());
+  auto out = two.containerd.Ctr(run, 120, "k8s.io");
+  auto miss = two.containerd.Ctr(
+      {"run", "--rm", "--snapshotter", "lazysnap", img.ref, "pf-3", "busybox", "dd",
+       "if=/app/unread", "of=/dev/null", "bs=4096", "skip=2560", "count=1"},
+      120, "k8s.io");
+  registry_->Start();
+  EXPECT_EQ(out.exit_code, 0) << out.output;
+  EXPECT_NE(out.output.find("app conf\n" + Sha256HexOf(started)), std::string::npos) << out.output;
+  EXPECT_NE(miss.exit_code, 0) << miss.output;
+}
+
 TEST_F(LazyCriTest, ImageWithoutIndexFallsBackToNative) {
   OciImageBuilder b;
   b.AddBusyboxLayer();

@@ -334,6 +334,82 @@ TEST_F(TarSourceTest, ReadsWaitOutARegistryOutageAndFailAfterTheTimeout) {
   EXPECT_EQ(Read(*q.source, tar_->size() / 3, 10), tar_->substr(tar_->size() / 3, 10));
 }
 
+TEST_F(TarSourceTest, StartReadsAreTheSpansReadFirstInTheOrderFirstRead) {
+  ASSERT_GE(cps_->size(), 9u);
+  auto span = [](size_t i) {
+    uint64_t end = i + 1 < cps_->size() ? (*cps_)[i + 1].out : tar_->size();
+    return TarRange{(*cps_)[i].out, end - (*cps_)[i].out};
+  };
+  TarSourceOptions o;
+  o.record_window = std::chrono::milliseconds(1500);
+  auto s = Make(o);
+  Read(*s.source, span(5).offset + 10, 100);
+  Read(*s.source, span(1).offset, 10);
+  Read(*s.source, span(5).offset, 10);      // already recorded
+  Read(*s.source, span(3).offset - 5, 10);  // spans 2 and 3
+  Read(*s.source, span(8).offset + span(8).length - 1, 1);
+  TarRange one_to_three{span(1).offset, span(3).offset + span(3).length - span(1).offset};
+  std::vector<TarRange> want{span(5), one_to_three, span(8)};
+  EXPECT_EQ(s.source->StartReads(), want);
+  EXPECT_EQ(s.source->Stats().start_read_spans, 5u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+  Read(*s.source, span(7).offset, 10);  // after the window: not a start read
+  EXPECT_EQ(s.source->StartReads(), want);
+
+  TarSourceOptions off;
+  off.record_window = std::chrono::milliseconds(0);
+  auto n = Make(off, {}, "cache-off");
+  Read(*n.source, 0, 10);
+  EXPECT_TRUE(n.source->StartReads().empty());
+}
+
+TEST_F(TarSourceTest, APrefetchListIsFetchedAheadOfReadersAndServesThemWithoutTheRegistry) {
+  // Node one records its start reads.
+  auto a = Make();
+  const std::vector<std::pair<uint64_t, size_t>> reads = {
+      {tar_->size() / 2, 3000}, {100, 50000}, {tar_->size() - 9000, 9000}};
+  for (auto [off, len] : reads) Read(*a.source, off, len);
+  std::vector<TarRange> list = a.source->StartReads();
+  ASSERT_FALSE(list.empty());
+  list.push_back({tar_->size() + 10, 5});  // past the end of the tar: cut
+
+  // Node two (its own cache) prefetches them before anything reads.
+  TempDir store("spanstore");
+  TarSourceOptions o;
+  o.store_dir = store.path();
+  o.unavailable_timeout = std::chrono::seconds(1);
+  auto b = Make(o, {}, "cache-two");
+  b.source->Prefetch(list);
+  const uint64_t queued = b.source->Stats().prefetch_spans;
+  EXPECT_EQ(queued, a.source->Stats().start_read_spans);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (b.source->Stats().prefetched < queued && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_EQ(b.source->Stats().prefetched, queued);
+  EXPECT_LT(b.source->FetchStats().bytes_fetched, blob_->size() * 3 / 4);
+
+  // The start reads need no registry now: they are served from what the prefetch inflated.
+  registry_->Stop();
+  std::vector<std::string> got;
+  try {
+    for (auto [off, len] : reads) got.push_back(Read(*b.source, off, len));
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "a prefetched read needed the registry: " << e.what();
+  }
+  registry_->Start();
+  ASSERT_EQ(got.size(), reads.size());
+  for (size_t i = 0; i < reads.size(); ++i)
+    EXPECT_TRUE(got[i] == tar_->substr(reads[i].first, reads[i].second)) << i;
+  EXPECT_EQ(b.source->Stats().spans_inflated, queued);
+
+  // Without a span store the list is cut to half the memory LRU: it never evicts itself.
+  TarSourceOptions small;
+  small.span_cache_bytes = 3 * kSpan;
+  auto c = Make(small, {}, "cache-three");
+  c.source->Prefetch(list);
+  EXPECT_EQ(c.source->Stats().prefetch_spans, 1u);
+}
+
 TEST_F(TarSourceTest, InconsistentCheckpointTablesAreRejected) {
   ChunkCacheOptions co;
   co.dir = dir_ / "c";

@@ -1,5 +1,6 @@
 // Writes the seed corpora of the lazy fuzz targets (committed under tests/lazy/fuzz/):
-//   lazy_fuzz_seeds <dir>   ->  <dir>/index_corpus/*, <dir>/artifact_corpus/*
+//   lazy_fuzz_seeds <dir>   ->  <dir>/index_corpus/*, <dir>/artifact_corpus/*,
+//                               <dir>/prefetch_corpus/*
 // Index seeds start with the selector byte of layer_index_fuzz.cc: '0' (even) a registry blob,
 // '1' (odd) a plain payload that the entry seals. Artifact seeds are manifests: valid ones and
 // ones with missing fields, wrong types and bad digests.
@@ -12,6 +13,7 @@
 #include "fetcher/registry_client.h"
 #include "lazy/index_artifact.h"
 #include "lazy/layer_index.h"
+#include "lazy/prefetch_list.h"
 #include "tests/lazy/fuzz/layer_index_testutil.h"
 
 namespace {
@@ -52,6 +54,8 @@ int main(int argc, char** argv) {
   const std::string art = dir + "/artifact_corpus/";
   MakeDirs(idx);
   MakeDirs(art);
+  const std::string pre = dir + "/prefetch_corpus/";
+  MakeDirs(pre);
 
   auto gzip = SyntheticIndex(erofs::LayerCompression::kGzip);
   auto none = SyntheticIndex(erofs::LayerCompression::kNone);
@@ -94,5 +98,28 @@ int main(int argc, char** argv) {
   WriteFileAtomic(art + "wrong-artifact-type.json",
                   R"({"artifactType":"application/vnd.example.other","layers":[]})");
   WriteFileAtomic(art + "not-object.json", R"([1,"two",{"three":null}])");
+  {
+    fetcher::ResolvedImage image;
+    image.manifest_digest = Sha256Digest("image manifest");
+    WriteFileAtomic(art + "with-prefetch.json",
+                    lazy::IndexArtifactManifest(image, {{la, "index a"}}, "list"));
+  }
+
+  const std::string pm = lazy::kPrefetchListMediaType;
+  WriteFileAtomic(pre + "valid.json",
+                  lazy::EncodePrefetchList(
+                      {{la, {{4 << 20, 8 << 20}, {0, 4 << 20}}}, {lb, {{1ull << 33, 512}}}}));
+  WriteFileAtomic(pre + "empty.json", lazy::EncodePrefetchList({}));
+  auto list = [&](const std::string& layers) {
+    return R"({"mediaType":")" + pm + R"(","layers":)" + layers + "}";
+  };
+  WriteFileAtomic(pre + "zero-length.json",
+                  list(R"([{"digest":")" + la + R"(","ranges":[[0,0],[5,-1]]}])"));
+  WriteFileAtomic(pre + "overflow.json",
+                  list(R"([{"digest":")" + la + R"(","ranges":[[18446744073709551615,2]]}])"));
+  WriteFileAtomic(pre + "twice.json", list(R"([{"digest":")" + la + R"(","ranges":[]},)" +
+                                           R"({"digest":")" + la + R"(","ranges":[[1,1]]}])"));
+  WriteFileAtomic(pre + "wrong-types.json",
+                  list(R"([{"digest":"sha256:XYZ","ranges":{}},{"ranges":[["1",2]]},7])"));
   return 0;
 }
