@@ -264,8 +264,9 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
     auto t1 = Clock::now();
     s.pull = Seconds(t0, t1);
     if (sc.run_on_host) {
-      std::string id =
-          "bench-" + img.tag + "-" + std::to_string(run) + "-" + std::to_string(::getpid());
+      std::string id = "bench-" + img.tag + "-" +
+                       (run < 0 ? std::string("rec") : std::to_string(run)) + "-" +
+                       std::to_string(::getpid());
       std::vector<std::string> create = {
           "containers", "create", "--snapshotter", sc.snapshotter, ref, id, "--"};
       create.insert(create.end(), img.ready.begin(), img.ready.end());
