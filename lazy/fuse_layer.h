@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "erofs/reader.h"
+#include "lazy/fd_keeper.h"
 
 namespace lazysnap::lazy {
 
@@ -28,6 +29,12 @@ struct FuseLayerOptions {
   // show two different files with one st_ino (tools that spot hardlinks by inode number see
   // the same groups as on an unpacked image).
   uint64_t ino_base = 0;
+  // Connection handover (lazy/fd_keeper.h), for filesystems without per-open state in the
+  // server (the one-file tar of fuse_blob.h): the session's fd and INIT request go to `keeper`,
+  // so the connection outlives this process; `adopt` serves a kept connection instead of
+  // mounting (the mount is still in place).
+  FdKeeper* keeper = nullptr;
+  std::shared_ptr<KeptFd> adopt;
 };
 
 struct FuseLayerStats {

@@ -79,14 +79,25 @@ FuseServer::FuseServer(const std::string& mountpoint, const fuse_lowlevel_ops& o
   fuse_opt_free_args(&args);  // libfuse copied what it keeps
   if (se_ == nullptr)
     throw Error(ErrorCode::kInternal, "fuse_session_new failed for " + mountpoint);
-  if (fuse_session_mount(se_, mountpoint.c_str()) != 0) {
+  // libfuse serves an open /dev/fuse fd given as "/dev/fd/N" (and owns it from then on).
+  std::string target =
+      opts.adopt ? "/dev/fd/" + std::to_string(opts.adopt->fd.release()) : mountpoint;
+  if (fuse_session_mount(se_, target.c_str()) != 0) {
     fuse_session_destroy(se_);
     throw Error(ErrorCode::kFailedPrecondition, "cannot mount FUSE at " + mountpoint);
   }
+  try {
+    KeepOrAdopt(opts);
+  } catch (...) {
+    if (!opts.adopt) fuse_session_unmount(se_);
+    fuse_session_destroy(se_);
+    throw;
+  }
   unsigned threads = opts.max_threads;
-  loop_ = std::thread([this, threads] {
+  bool clone_fd = !opts.keeper;
+  loop_ = std::thread([this, threads, clone_fd] {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
-    fuse_loop_cfg_set_clone_fd(cfg, 1);
+    fuse_loop_cfg_set_clone_fd(cfg, clone_fd ? 1 : 0);
     fuse_loop_cfg_set_max_threads(cfg, threads);
     fuse_loop_cfg_set_idle_threads(cfg, 2);
     fuse_session_loop_mt(se_, cfg);
@@ -107,7 +118,53 @@ FuseServer::FuseServer(const std::string& mountpoint, const fuse_lowlevel_ops& o
   }
 }
 
+void FuseServer::KeepOrAdopt(const FuseLayerOptions& opts) {
+  if (opts.adopt) {
+    fuse_buf init{};
+    std::string request = opts.adopt->data;
+    init.mem = request.data();
+    init.size = request.size();
+    fuse_session_process_buf(se_, &init);
+    // struct fuse_out_header with error = FUSE_NOTIFY_RESEND (7), unique 0: a notification.
+    struct {
+      uint32_t len;
+      int32_t error;
+      uint64_t unique;
+    } resend{16, 7, 0};
+    if (::write(fuse_session_fd(se_), &resend, sizeof resend) != sizeof resend) {
+      log_.Warn("the kernel did not resend the requests a dead server had read (Linux < 6.9?)",
+                {{"mountpoint", mountpoint_}, {"error", std::strerror(errno)}});
+    }
+    keeper_ = opts.keeper;
+    return;
+  }
+  if (!opts.keeper) return;
+  // The kernel queued INIT at mount time: it is the first request. Keep it for a successor.
+  fuse_buf init{};
+  int n = fuse_session_receive_buf(se_, &init);
+  if (n <= 0) {
+    free(init.mem);
+    throw Error(ErrorCode::kInternal, "no FUSE INIT request on " + mountpoint_);
+  }
+  std::string request(static_cast<const char*>(init.mem), init.size);
+  fuse_session_process_buf(se_, &init);
+  free(init.mem);
+  try {
+    opts.keeper->Put(mountpoint_, fuse_session_fd(se_), request);
+    keeper_ = opts.keeper;
+  } catch (const std::exception& e) {
+    log_.Warn("FUSE connection not kept: it ends with this process",
+              {{"mountpoint", mountpoint_}, {"error", e.what()}});
+  }
+}
+
 FuseServer::~FuseServer() {
+  if (keeper_) {
+    try {
+      keeper_->Drop(mountpoint_);
+    } catch (const std::exception&) {
+    }
+  }
   fuse_session_exit(se_);
   // A plain umount ends the connection (the loop's reads fail with ENODEV); if the filesystem is
   // busy, detach it and abort the connection so the loop threads return.

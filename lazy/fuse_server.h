@@ -5,6 +5,14 @@
 // the loop must answer). Destruction unmounts; when something still holds the filesystem (an
 // overlay over it) the mount is detached and the connection aborted through fusectl, so no loop
 // thread is left behind.
+//
+// With opts.keeper, the session's fd and the connection's INIT request are kept there (see
+// lazy/fd_keeper.h); with opts.adopt, a kept connection is served instead of a new mount: its
+// INIT request is replayed into the new session (libfuse answers nothing before INIT; the reply
+// finds no waiter in the kernel and is dropped) and the kernel is asked to resend the requests
+// a dead server had read (FUSE_NOTIFY_RESEND). All loop threads then read the one kept fd: a
+// cloned fd's unanswered requests would die with its process (the kernel ends them when the fd
+// closes) instead of waiting to be resent.
 #pragma once
 
 #ifndef FUSE_USE_VERSION
@@ -42,8 +50,11 @@ class FuseServer {
   static void ReplyFromFd(fuse_req_t req, int fd, uint64_t pos, size_t n);
 
  private:
+  void KeepOrAdopt(const FuseLayerOptions& opts);
+
   std::string mountpoint_;
   const Logger& log_;
+  FdKeeper* keeper_ = nullptr;
   fuse_session* se_ = nullptr;
   std::thread loop_;
   dev_t dev_ = 0;

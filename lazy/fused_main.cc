@@ -1,7 +1,9 @@
 // lazysnap-fused: serves lazy layers over FUSE for lazysnapd. A process of its own so that
 // lazysnapd can restart (upgrade, crash, kill -9) without breaking reads of running containers:
 // their overlays' lower layers are this daemon's FUSE mounts. It reads the [lazy] section of
-// lazysnapd's config and answers the control protocol of lazy/control.h:
+// lazysnapd's config and answers the control protocol of lazy/control.h (and `--fd-keeper SOCKET`
+// runs the fd keeper it starts for itself, lazy/fd_keeper.h, so that its own death does not
+// break reads either):
 //   {"op":"prepare", image_ref, manifest_digest, layer_digest} -> {"indexed": bool}
 //   {"op":"mount", ..., "mountpoint"}    {"op":"unmount", "mountpoint"}
 //   {"op":"status"} -> per-layer bytes fetched / served / cache hits      {"op":"ping"}
@@ -9,12 +11,14 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/log.h"
 #include "lazy/control.h"
+#include "lazy/fd_keeper.h"
 #include "lazy/layer_service.h"
 #include "snapshotter/config.h"
 
@@ -44,6 +48,9 @@ lazysnap::lazy::LayerRef Ref(const nlohmann::json& req) {
 }
 
 int Run(int argc, char** argv) {
+  // The fd keeper this daemon starts for itself (lazy/fd_keeper.h), not for people to run.
+  if (argc == 3 && std::string(argv[1]) == "--fd-keeper")
+    return lazysnap::lazy::RunFdKeeper(argv[2]);
   std::string config_path = kDefaultConfig, socket, level;
   bool config_given = false;
   for (int i = 1; i < argc; ++i) {
@@ -101,6 +108,7 @@ int Run(int argc, char** argv) {
   so.background.bytes_per_second = static_cast<uint64_t>(lz.background_fetch_mb_per_s) << 20;
   so.prefetch = lz.prefetch;
   so.record_window = std::chrono::seconds(lz.prefetch_record_s);
+  if (lz.keep_connections) so.fd_keeper_exe = std::filesystem::read_symlink("/proc/self/exe");
   lazysnap::MakeDirs(lz.root, 0700);
   auto slash = lz.socket.rfind('/');
   if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));

@@ -22,6 +22,7 @@ KernelLayerMount::KernelLayerMount(const std::string& mountpoint, const std::str
   } catch (const std::exception& e) {
     throw Error(ErrorCode::kInternal, std::string("serving the layer's tar: ") + e.what());
   }
+  if (opts.adopt) return;  // a kept connection: the EROFS mount over it is still in place
   // mount(2) itself, not mount(8): util-linux would put the image on a loop device, and then
   // `device=` must name block devices too.
   std::string data = "device=" + blob_->file();

@@ -20,7 +20,8 @@ class KernelLayerMount {
  public:
   // Mounts the blob at `blob_dir` (an existing, comma-free directory), then `meta_image` at
   // `mountpoint`. Throws Error (nothing stays mounted then): kFailedPrecondition when the kernel
-  // refuses such a mount at all, kInternal for anything else.
+  // refuses such a mount at all, kInternal for anything else. With opts.adopt, both mounts are
+  // those of a dead server, whose kept blob connection this one serves (lazy/fd_keeper.h).
   KernelLayerMount(const std::string& mountpoint, const std::string& meta_image,
                    const std::string& blob_dir, std::shared_ptr<const erofs::BlockSource> tar,
                    const FuseLayerOptions& opts, const Logger& log);

@@ -21,6 +21,7 @@
 #include "fetcher/range_fetcher.h"
 #include "labels/digest.h"
 #include "labels/reference.h"
+#include "lazy/fd_keeper.h"
 #include "lazy/fuse_layer.h"
 #include "lazy/index_artifact.h"
 #include "lazy/kernel_layer.h"
@@ -59,6 +60,7 @@ struct LayerService::Impl {
   const Logger& log;
   std::unique_ptr<fetcher::ChunkCache> cache;
   std::unique_ptr<fetcher::MultiHttp> http;
+  std::unique_ptr<FdKeeper> keeper;  // null: connections end with this process
 
   struct Mounted {
     LayerRef ref;
@@ -209,7 +211,9 @@ struct LayerService::Impl {
     }
   }
 
-  Mounted MountLayer(const LayerRef& ref, const std::string& mountpoint) {
+  // `adopt`: the kept connection of the blob of a dead server's kernel-path mount, still in place.
+  Mounted MountLayer(const LayerRef& ref, const std::string& mountpoint,
+                     std::shared_ptr<KeptFd> adopt = nullptr) {
     std::string path = IndexPath(ref.layer_digest);
     if (!PathExists(path)) {
       throw Error(ErrorCode::kNotFound, "no index for layer " + ref.layer_digest);
@@ -266,10 +270,14 @@ struct LayerService::Impl {
         if (!PathExists(meta)) WriteFileAtomic(meta, idx.erofs_image, 0600);
         std::string blob = BlobDir(mountpoint);
         MakeDirs(blob, 0700);
-        m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, fo, log);
+        FuseLayerOptions ko = fo;  // the one-file blob: no per-open state, its connection is kept
+        ko.keeper = keeper.get();
+        ko.adopt = adopt;
+        m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, ko, log);
         StartBackground(m);
         return m;
       } catch (const std::exception& e) {
+        if (adopt) throw;  // the old mounts are still there: the caller replaces them
         ::rmdir(BlobDir(mountpoint).c_str());
         // A kernel that refuses once (no file-backed EROFS, before 6.12) refuses every layer.
         auto* le = dynamic_cast<const Error*>(&e);
@@ -295,6 +303,8 @@ struct LayerService::Impl {
       log.Warn("mount table unreadable; starting with no mounts", {{"path", table}});
       return;
     }
+    std::map<std::string, KeptFd> kept;  // blob mountpoint -> its connection, kept
+    if (keeper) kept = keeper->TakeAll();
     std::lock_guard lock(mu);
     for (const auto& e : t) {
       if (!e.is_object()) continue;
@@ -303,7 +313,20 @@ struct LayerService::Impl {
                    e.value("layer_digest", "")};
       struct stat st;
       if (mp.empty()) continue;
-      DetachStale(mp);  // the previous server's mounts are dead
+      auto k = kept.find(BlobDir(mp));
+      if (k != kept.end() && opts.kernel_erofs && IsMountPoint(mp) && IsMountPoint(k->first)) {
+        try {
+          mounts.emplace(mp, MountLayer(ref, mp, std::make_shared<KeptFd>(std::move(k->second))));
+          kept.erase(k);
+          log.Info("lazy mount restored",
+                   {{"mountpoint", mp}, {"layer", ref.layer_digest}, {"connection", "kept"}});
+          continue;
+        } catch (const std::exception& ex) {
+          log.Warn("kept FUSE connection not served again; mounting the layer anew",
+                   {{"mountpoint", mp}, {"error", ex.what()}});
+        }
+      }
+      DetachStale(mp);  // the previous server's mounts are dead (their kept fds go below)
       if (::stat(mp.c_str(), &st) != 0) {
         log.Info("lazy mount dropped: its directory is gone", {{"mountpoint", mp}});
         continue;
@@ -315,6 +338,8 @@ struct LayerService::Impl {
         log.Warn("lazy mount not restored", {{"mountpoint", mp}, {"error", ex.what()}});
       }
     }
+    // Connections nobody serves again end now (their readers get errors instead of waiting).
+    for (const auto& entry : kept) keeper->Drop(entry.first);
     SaveTable();
   }
 };
@@ -331,12 +356,21 @@ LayerService::LayerService(const LayerServiceOptions& opts, const Logger& log)
   co.max_bytes = opts.cache_max_bytes;
   impl_->cache = std::make_unique<fetcher::ChunkCache>(co);
   impl_->http = std::make_unique<fetcher::MultiHttp>(8);
+  if (!opts.fd_keeper_exe.empty()) {
+    try {
+      impl_->keeper =
+          std::make_unique<FdKeeper>(opts.root + "/fdkeeper.sock", opts.fd_keeper_exe, log);
+    } catch (const std::exception& e) {
+      log.Warn("no fd keeper: FUSE connections end with this process", {{"error", e.what()}});
+    }
+  }
   impl_->Restore();
 }
 
 LayerService::~LayerService() {
   std::lock_guard lock(impl_->mu);
   impl_->mounts.clear();  // FUSE mounts first: they read through the fetchers and the cache
+  if (impl_->keeper) impl_->keeper->Quit();  // nothing left to keep
 }
 
 bool LayerService::Prepare(const LayerRef& layer) {

@@ -44,6 +44,9 @@ struct LayerServiceOptions {
   BackgroundFetchOptions background;
   bool prefetch = true;  // fetch the spans an image's prefetch list names at once at mount
   std::chrono::milliseconds record_window{30000};  // start reads recorded (StartReads); 0: none
+  // The executable run as `EXE --fd-keeper SOCKET` to keep the kernel path's FUSE connections
+  // across this server's death (lazy/fd_keeper.h); empty: they end with it.
+  std::string fd_keeper_exe;
   std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered
 };
 
@@ -56,9 +59,10 @@ struct LayerRef {
 class LayerService {
  public:
   // Opens the chunk cache (one owner per cache: Error(kFailedPrecondition) if another daemon has
-  // it) and remounts what mounts.json lists.
+  // it) and remounts what mounts.json lists: layers whose connections the fd keeper kept are
+  // served again where they are (running containers read on), the others are mounted anew.
   LayerService(const LayerServiceOptions& opts, const Logger& log);
-  ~LayerService();  // unmounts everything
+  ~LayerService();  // unmounts everything (and ends the fd keeper)
   LayerService(const LayerService&) = delete;
   LayerService& operator=(const LayerService&) = delete;
 

@@ -66,8 +66,11 @@ struct TarSource::Impl {
   mutable std::optional<Clock::time_point> first_read;
   mutable std::vector<size_t> recorded;
   mutable std::set<size_t> recorded_set;
-  // Spans Prefetch queued that are not local yet; plain-tar ranges it queued.
+  // Spans Prefetch queued (in list order), those not local yet, whether a worker is on one;
+  // plain-tar ranges it queued.
+  mutable std::deque<size_t> prefetch_queue;
   mutable std::set<size_t> prefetch_wanted;
+  mutable bool prefetch_busy = false;
   mutable std::deque<TarRange> raw_prefetch;
   bool stopping = false;
   std::vector<std::thread> workers;
@@ -302,6 +305,20 @@ struct TarSource::Impl {
     if (queued) work_cv.notify_all();
   }
 
+  // Pops the first span of `q` and the adjacent ones after it (one request of at most
+  // readahead_fetch_bytes), claiming them; stops at one already claimed. mu held.
+  void ClaimRunLocked(std::deque<size_t>& q, std::vector<Claim>& claims) const {
+    size_t s = q.front();
+    q.pop_front();
+    if (!ClaimLocked(s, claims)) return;
+    while (!q.empty() && q.front() == claims.back().span + 1 &&
+           CompressedTo(q.front()) - CompressedFrom(s) <= opts.readahead_fetch_bytes) {
+      size_t next = q.front();
+      q.pop_front();
+      if (!ClaimLocked(next, claims)) break;
+    }
+  }
+
   // Spans a worker fetched together and another worker may inflate.
   struct InflateTask {
     Claim claim;
@@ -315,7 +332,7 @@ struct TarSource::Impl {
     for (;;) {
       work_cv.wait(lock, [&] {
         return stopping || !readahead_queue.empty() || !inflate_tasks.empty() ||
-               !raw_prefetch.empty();
+               !raw_prefetch.empty() || (!prefetch_queue.empty() && !prefetch_busy);
       });
       if (stopping) return;
       if (!raw_prefetch.empty()) {
@@ -344,19 +361,19 @@ struct TarSource::Impl {
         lock.lock();
         continue;
       }
-      // A run of adjacent queued spans, claimed together, fetched in one request.
+      // Read-ahead before the prefetch list: a reader is about to need it. The list goes on one
+      // worker at a time, fetched and inflated there, so a starting container keeps the other
+      // cores (measured: on all workers, a list holding a 128 MiB file delayed lazy-app's first
+      // output 0.36 -> 0.68 s).
+      bool prefetching = readahead_queue.empty();
       std::vector<Claim> claims;
-      size_t s = readahead_queue.front();
-      readahead_queue.pop_front();
-      if (!ClaimLocked(s, claims)) continue;
-      while (!readahead_queue.empty() && readahead_queue.front() == claims.back().span + 1 &&
-             CompressedTo(readahead_queue.front()) - CompressedFrom(s) <=
-                 opts.readahead_fetch_bytes) {
-        size_t next = readahead_queue.front();
-        readahead_queue.pop_front();
-        if (!ClaimLocked(next, claims)) break;
+      ClaimRunLocked(prefetching ? prefetch_queue : readahead_queue, claims);
+      if (claims.empty()) continue;
+      if (prefetching) {
+        prefetch_busy = true;
+      } else {
+        stats.readahead_spans += claims.size();
       }
-      stats.readahead_spans += claims.size();
       lock.unlock();
       uint64_t from = CompressedFrom(claims.front().span);
       std::shared_ptr<const std::string> in;
@@ -366,6 +383,19 @@ struct TarSource::Impl {
         // A failed read-ahead costs nothing: a reader that needs the span fetches it itself.
         for (auto& c : claims) Fail(c, std::current_exception());
         lock.lock();
+        if (prefetching) prefetch_busy = false;
+        continue;
+      }
+      if (prefetching) {
+        for (auto& c : claims) {
+          try {
+            Fulfill(c, in, from);
+          } catch (...) {
+          }
+        }
+        lock.lock();
+        prefetch_busy = false;
+        work_cv.notify_all();
         continue;
       }
       lock.lock();
@@ -522,7 +552,7 @@ void TarSource::Prefetch(const std::vector<TarRange>& ranges) const {
         full = queued + len > budget;
         if (full) break;
         queued += len;
-        im.readahead_queue.push_back(s);
+        im.prefetch_queue.push_back(s);
         im.prefetch_wanted.insert(s);
         im.stats.prefetch_spans++;
       }

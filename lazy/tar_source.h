@@ -80,8 +80,9 @@ class TarSource : public erofs::BlockSource {
   // FUSE reply can splice them instead of copying.
   bool LendFd(uint64_t offset, size_t len, const FdUser& use) const override;
 
-  // Fetches (verified) and inflates the spans covering `ranges` on the read-ahead threads, in
-  // the given order, ahead of readers: an image's prefetch list (lazy/prefetch_list.h). Ranges
+  // Fetches (verified) and inflates the spans covering `ranges`, in the given order, ahead of
+  // readers: an image's prefetch list (lazy/prefetch_list.h). One read-ahead thread at a time
+  // works on it, and only when no reader's read-ahead is queued. Ranges
   // past the end of the tar are cut; without a span store, no more than half the memory LRU is
   // queued, so the list never evicts itself. Errors cost nothing: a reader fetches what it needs.
   void Prefetch(const std::vector<TarRange>& ranges) const;

@@ -103,7 +103,8 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
                  "background_fetch_delay_s",
                  "background_fetch_mb_per_s",
                  "prefetch",
-                 "prefetch_record_s"},
+                 "prefetch_record_s",
+                 "keep_connections"},
                 "lazy.", origin);
   LazySettings l;
   l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
@@ -130,6 +131,7 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
       GetInt(t, "background_fetch_mb_per_s", "lazy.", origin, l.background_fetch_mb_per_s, 0);
   l.prefetch = GetBool(t, "prefetch", "lazy.", origin, l.prefetch);
   l.prefetch_record_s = GetInt(t, "prefetch_record_s", "lazy.", origin, l.prefetch_record_s, 0);
+  l.keep_connections = GetBool(t, "keep_connections", "lazy.", origin, l.keep_connections);
   for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
     if (p->empty() || p->front() != '/')
       Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");

@@ -58,6 +58,10 @@ struct LazySettings {
   // read are recorded for `lazysnap prefetch` (0: none).
   bool prefetch = true;
   int64_t prefetch_record_s = 30;
+  // The kernel path's FUSE connections are kept by a small process (lazysnap-fused --fd-keeper)
+  // so that a killed lazysnap-fused's successor serves them again: running containers' reads
+  // wait for it instead of failing.
+  bool keep_connections = true;
 };
 
 struct DaemonConfig {

@@ -296,6 +296,53 @@ TEST_F(LazyCriTest, LazysnapdKill9DuringReadsKeepsContainerReading) {
   EXPECT_NE(out.find("top layer"), std::string::npos) << out;
 }
 
+TEST_F(LazyCriTest, FusedKill9DuringReadsKeepsContainerReading) {
+  LazyStack stack(*registry_);
+  auto& [fused, daemon, containerd] = stack;
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  // lazysnap-fused dies while a container reads; its FUSE connections live on in the fd keeper,
+  // the next lazysnap-fused serves them again (and has the kernel resend what the dead one had
+  // read but not answered): the container's reads finish with the right bytes.
+  auto run = std::async(std::launch::async, [&] {
+    return containerd.Ctr({"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-fkill-1",
+                           "sh", "-c", "sleep 2; sha256sum /big/blob1 /big/blob2 /big/blob3"},
+                          300, "k8s.io");
+  });
+  // Killed once the reads are under way (tens of MB served of the 260 MB being read).
+  auto served = [&] {
+    uint64_t n = 0;
+    nlohmann::json st = fused.Status();
+    for (const auto& l : st["layers"]) n += l["bytes_served"].get<uint64_t>();
+    return n;
+  };
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (served() < (40u << 20) && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GE(served(), 40u << 20);
+  fused.Kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  fused.Start();
+  auto r = run.get();
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big2.at("big/blob2"))), std::string::npos);
+  EXPECT_NE(r.output.find(Sha256HexOf(files_->big2.at("big/blob3"))), std::string::npos);
+  std::string log = fused.ReadLog();
+  size_t kept = 0;
+  for (size_t p = log.find("connection=kept"); p != std::string::npos;
+       p = log.find("connection=kept", p + 1)) {
+    ++kept;
+  }
+  EXPECT_EQ(kept, image_->layer_digests.size()) << log;
+  EXPECT_EQ(fused.Status()["layers"].size(), image_->layer_digests.size());
+  // New containers start on the same mounts.
+  std::string out = containerd.CtrOrThrow(
+      {"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-fkill-2", "cat", "/etc/msg"},
+      120, "k8s.io");
+  EXPECT_NE(out.find("top layer"), std::string::npos) << out;
+}
+
 TEST_F(LazyCriTest, FusedRestartRemountsItsLayers) {
   LazyStack stack(*registry_);
   auto& [fused, daemon, containerd] = stack;
