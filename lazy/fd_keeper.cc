@@ -133,6 +133,8 @@ FdKeeper::FdKeeper(const std::string& socket_path, const std::string& exe, const
 }
 
 void FdKeeper::Put(const std::string& name, int fd, const std::string& data) {
+  if (name.empty() || name.find('\n') != std::string::npos)
+    throw Error(ErrorCode::kInvalidArgument, "fd keeper: bad name \"" + name + "\"");
   UniqueFd s = Connect(socket_);
   if (!s) throw Error(ErrorCode::kUnavailable, "fd keeper gone: " + socket_);
   Send(s.get(), "put " + name + "\n" + data, fd);

@@ -269,7 +269,7 @@ struct LayerService::Impl {
         std::string meta = MetaPath(ref.layer_digest);
         if (!PathExists(meta)) WriteFileAtomic(meta, idx.erofs_image, 0600);
         std::string blob = BlobDir(mountpoint);
-        MakeDirs(blob, 0700);
+        if (!adopt) MakeDirs(blob, 0700);  // (a kept blob mount answers nothing until adopted)
         FuseLayerOptions ko = fo;  // the one-file blob: no per-open state, its connection is kept
         ko.keeper = keeper.get();
         ko.adopt = adopt;
