@@ -455,15 +455,21 @@ TEST_F(BuildLayerIndexTest, RejectsTinySpanAndChunk) {
 
 // --- ParseIndexArtifact ------------------------------------------------------------------------
 
-void ExpectInvalid(const std::string& json, const std::string& why) {
+// `parse(json)` throws Error(kInvalidArgument) saying `why`.
+template <typename Parse>
+void ExpectRejected(Parse parse, const std::string& json, const std::string& why) {
   SCOPED_TRACE(json);
   try {
-    ParseIndexArtifact(json);
+    parse(json);
     ADD_FAILURE() << "parsed; expected kInvalidArgument containing \"" << why << "\"";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
     EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
   }
+}
+
+void ExpectInvalid(const std::string& json, const std::string& why) {
+  ExpectRejected(ParseIndexArtifact, json, why);
 }
 
 std::string Layer(const std::string& media, const std::string& digest, const std::string& size,
@@ -520,14 +526,7 @@ TEST(IndexArtifact, CarriesOnePrefetchList) {
 // --- ParsePrefetchList -------------------------------------------------------------------------
 
 void ExpectBadList(const std::string& json, const std::string& why) {
-  SCOPED_TRACE(json);
-  try {
-    ParsePrefetchList(json);
-    ADD_FAILURE() << "parsed; expected kInvalidArgument containing \"" << why << "\"";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidArgument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
-  }
+  ExpectRejected(ParsePrefetchList, json, why);
 }
 
 std::string List(const std::string& layers) {
