@@ -252,7 +252,7 @@ struct LayerService::Impl {
     m.source = std::make_shared<TarSource>(m.fetcher, idx.compression, idx.tar_size,
                                            std::move(idx.checkpoints), to);
     if (auto ranges = PrefetchRanges(ref); !ranges.empty()) {
-      m.source->Prefetch(ranges);  // on the read-ahead threads, while the mount is made
+      m.source->Prefetch(ranges);  // on a read-ahead thread, while the mount is made
       log.Info("prefetch list queued",
                {{"layer", ref.layer_digest},
                 {"ranges", std::to_string(ranges.size())},
