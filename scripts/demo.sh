@@ -24,6 +24,8 @@ cleanup() {
   set +e
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do kill "${pids[i]}" 2>/dev/null; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+  # lazysnap-fused ends its fd keeper on a graceful stop; one left by a crash goes here.
+  find "$work" -name fdkeeper.sock.pid -exec sh -c 'kill "$(cat "$1")"' _ {} \; 2>/dev/null
   # Anything still mounted below the work dir (container rootfs) goes before the dir itself.
   grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
   rm -rf "$work"
