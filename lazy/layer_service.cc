@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -85,6 +86,7 @@ struct LayerService::Impl {
   // Each layer blob's GET, prepared (HEAD: endpoint, credentials) while its index downloaded;
   // taken by the layer's mount. Key: image ref + " " + layer digest.
   std::map<std::string, fetcher::HttpRequest> prepared;
+  std::set<std::string> prefetch_looked_up;  // manifests LookUpPrefetchLocked looked for
   // Index downloads in flight, by layer digest, and prefetch list downloads, by "prefetch " +
   // manifest digest. containerd prepares an image's layers one after another; the first layer's
   // Prepare starts the downloads of every layer in the artifact (and of the image's prefetch
@@ -134,6 +136,29 @@ struct LayerService::Impl {
       log.Warn("prefetch list not used",
                {{"manifest", layer.manifest_digest}, {"list", desc.digest}, {"error", e.what()}});
     }
+  }
+
+  // An image whose indexes are all local is not looked up by Prepare; its prefetch list (pushed
+  // after they were downloaded) is looked for once per server lifetime, on a thread: Mount
+  // waits for it like for a list download. lookup_mu held.
+  void LookUpPrefetchLocked(const LayerRef& layer) {
+    std::string key = "prefetch " + layer.manifest_digest;
+    if (!opts.prefetch || lookups.contains(layer.manifest_digest) || downloads.contains(key) ||
+        !prefetch_looked_up.insert(layer.manifest_digest).second ||
+        PathExists(PrefetchPath(layer.manifest_digest)))
+      return;
+    downloads.emplace(key, std::async(std::launch::async, [this, layer] {
+                             try {
+                               labels::Reference image = labels::ParseReference(layer.image_ref);
+                               fetcher::RegistryClient client(image, RegistryFor(image));
+                               IndexArtifact a = FindIndexArtifact(client, layer.manifest_digest);
+                               if (a.prefetch) DownloadPrefetch(layer, *a.prefetch);
+                             } catch (const std::exception& e) {
+                               log.Debug(
+                                   "no prefetch list looked up",
+                                   {{"manifest", layer.manifest_digest}, {"error", e.what()}});
+                             }
+                           }).share());
   }
 
   // The spans of `ref` the image's prefetch list names; none without a list (or a readable one).
@@ -386,7 +411,10 @@ bool LayerService::Prepare(const LayerRef& layer) {
     if (auto d = im.downloads.find(layer.layer_digest); d != im.downloads.end()) {
       download = d->second;
     } else {
-      if (PathExists(im.IndexPath(layer.layer_digest))) return true;
+      if (PathExists(im.IndexPath(layer.layer_digest))) {
+        im.LookUpPrefetchLocked(layer);  // the indexes are local; a list may be new
+        return true;
+      }
       auto it = im.lookups.find(layer.manifest_digest);
       if (it == im.lookups.end() || Clock::now() - it->second.at > im.opts.negative_ttl) {
         labels::Reference image = labels::ParseReference(layer.image_ref);

@@ -460,11 +460,26 @@ TEST_F(LazyCriTest, StartReadsRecordedOnOneNodeArePrefetchedOnAnother) {
                            "--output", list});
     ASSERT_EQ(rec.exit_code, 0) << rec.output;
     EXPECT_NE(rec.output.find("2 layers"), std::string::npos) << rec.output;
+    auto pushed =
+        RunCommand({LazysnapCliBinary(), "index", img.ref, "--plain-http", "--prefetch", list});
+    ASSERT_EQ(pushed.exit_code, 0) << pushed.output;
+    EXPECT_NE(pushed.output.find("with the prefetch list"), std::string::npos) << pushed.output;
+    // Node one holds every index already: a new lazysnap-fused there still picks up the list
+    // pushed since, at the image's next mount.
+    one.fused.Stop();
+    one.fused.Start();
+    const std::string mnt = tmp / "mnt";
+    MakeDirs(mnt);
+    auto m = RunCommand({LazysnapCliBinary(), "mount", "--socket", one.fused.socket(),
+                         "--plain-http", img.ref, mnt});
+    ASSERT_EQ(m.exit_code, 0) << m.output;
+    nlohmann::json st = one.fused.Status();
+    uint64_t queued = 0;
+    for (const auto& l : st["layers"]) queued += l["prefetch_spans"].get<uint64_t>();
+    RunCommand({LazysnapCliBinary(), "umount", "--socket", one.fused.socket(), mnt});
+    EXPECT_GT(queued, 0u) << st.dump(1) << one.fused.ReadLog();
+    EXPECT_NE(one.fused.ReadLog().find("prefetch list downloaded"), std::string::npos);
   }
-  auto pushed =
-      RunCommand({LazysnapCliBinary(), "index", img.ref, "--plain-http", "--prefetch", list});
-  ASSERT_EQ(pushed.exit_code, 0) << pushed.output;
-  EXPECT_NE(pushed.output.find("with the prefetch list"), std::string::npos) << pushed.output;
 
   // Node two (its own caches) fetches the list's spans at mount, before any container reads.
   LazyStack two(*registry_);
