@@ -138,27 +138,33 @@ struct LayerService::Impl {
     }
   }
 
-  // An image whose indexes are all local is not looked up by Prepare; its prefetch list (pushed
-  // after they were downloaded) is looked for once per server lifetime, on a thread: Mount
-  // waits for it like for a list download. lookup_mu held.
+  // An image whose indexes are all local is not looked up by Prepare; its prefetch list (pushed,
+  // or recorded again, after they were downloaded) is looked for once per server lifetime, on a
+  // thread: Mount waits for it like for a list download. lookup_mu held.
   void LookUpPrefetchLocked(const LayerRef& layer) {
     std::string key = "prefetch " + layer.manifest_digest;
     if (!opts.prefetch || lookups.contains(layer.manifest_digest) || downloads.contains(key) ||
-        !prefetch_looked_up.insert(layer.manifest_digest).second ||
-        PathExists(PrefetchPath(layer.manifest_digest)))
+        !prefetch_looked_up.insert(layer.manifest_digest).second)
       return;
     downloads.emplace(key, std::async(std::launch::async, [this, layer] {
                              try {
                                labels::Reference image = labels::ParseReference(layer.image_ref);
                                fetcher::RegistryClient client(image, RegistryFor(image));
                                IndexArtifact a = FindIndexArtifact(client, layer.manifest_digest);
-                               if (a.prefetch) DownloadPrefetch(layer, *a.prefetch);
+                               if (a.prefetch && !HasList(layer.manifest_digest, *a.prefetch))
+                                 DownloadPrefetch(layer, *a.prefetch);
                              } catch (const std::exception& e) {
                                log.Debug(
                                    "no prefetch list looked up",
                                    {{"manifest", layer.manifest_digest}, {"error", e.what()}});
                              }
                            }).share());
+  }
+
+  // Whether the list kept for `manifest` is the blob `desc` (a list recorded again replaces it).
+  bool HasList(const std::string& manifest, const fetcher::Descriptor& desc) const {
+    std::string path = PrefetchPath(manifest);
+    return PathExists(path) && Sha256Digest(ReadFile(path)) == desc.digest;
   }
 
   // The spans of `ref` the image's prefetch list names; none without a list (or a readable one).
@@ -426,7 +432,7 @@ bool LayerService::Prepare(const LayerRef& layer) {
       if (!artifact.layers.contains(layer.layer_digest)) return false;
       std::string list_key = "prefetch " + layer.manifest_digest;
       if (artifact.prefetch && im.opts.prefetch && !im.downloads.contains(list_key) &&
-          !PathExists(im.PrefetchPath(layer.manifest_digest))) {
+          !im.HasList(layer.manifest_digest, *artifact.prefetch)) {
         fetcher::Descriptor desc = *artifact.prefetch;
         im.downloads.emplace(list_key, std::async(std::launch::async, [&im, layer, desc] {
                                          im.DownloadPrefetch(layer, desc);

@@ -479,6 +479,24 @@ TEST_F(LazyCriTest, StartReadsRecordedOnOneNodeArePrefetchedOnAnother) {
     RunCommand({LazysnapCliBinary(), "umount", "--socket", one.fused.socket(), mnt});
     EXPECT_GT(queued, 0u) << st.dump(1) << one.fused.ReadLog();
     EXPECT_NE(one.fused.ReadLog().find("prefetch list downloaded"), std::string::npos);
+    // A list recorded again replaces the kept one at the next server's first mount (this one:
+    // the recorded list with one more range, which node two below then uses).
+    const std::string list2 = tmp / "list2.json";
+    nlohmann::json l2 = nlohmann::json::parse(ReadFile(list));
+    l2["layers"].back()["ranges"].push_back({1, 4095});
+    WriteFileAtomic(list2, l2.dump());
+    auto again =
+        RunCommand({LazysnapCliBinary(), "index", img.ref, "--plain-http", "--prefetch", list2});
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    one.fused.Stop();
+    one.fused.Start();
+    m = RunCommand({LazysnapCliBinary(), "mount", "--socket", one.fused.socket(), "--plain-http",
+                    img.ref, mnt});
+    ASSERT_EQ(m.exit_code, 0) << m.output;
+    RunCommand({LazysnapCliBinary(), "umount", "--socket", one.fused.socket(), mnt});
+    std::string kept =
+        ReadFile(one.fused.root() + "/prefetch/" + img.manifest_digest.substr(7) + ".json");
+    EXPECT_NE(kept.find("[1,4095]]"), std::string::npos) << kept;
   }
 
   // Node two (its own caches) fetches the list's spans at mount, before any container reads.
