@@ -189,10 +189,10 @@ int RunFdKeeper(const std::string& socket_path) {
   ::umask(077);
   ::unlink(socket_path.c_str());
   sockaddr_un a = Address(socket_path);
-  if (::bind(lsock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(lsock.get(), 16) != 0)
-    return 1;
+  if (::bind(lsock.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 1;
+  // Before listen: whoever can connect finds the pid file.
   WriteFileAtomic(socket_path + ".pid", std::to_string(::getpid()) + "\n", 0600);
+  if (::listen(lsock.get(), 16) != 0) return 1;
   std::map<std::string, KeptFd> kept;
   for (;;) {
     UniqueFd c(::accept4(lsock.get(), nullptr, nullptr, SOCK_CLOEXEC));

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +34,13 @@ TEST(FdKeeper, KeepsFdsAcrossOwnersAndEndsOnQuit) {
   TempDir dir("fdkeeper");
   Logger log(LogLevel::kError);
   const std::string sock = dir / "keeper.sock";
+  struct KillLeftKeeper {  // a failed assertion must not leave the keeper running
+    std::string pid_file;
+    ~KillLeftKeeper() {
+      if (PathExists(pid_file))
+        ::kill(static_cast<pid_t>(std::atol(ReadFile(pid_file).c_str())), SIGKILL);
+    }
+  } guard{sock + ".pid"};
   Pipe p;
   pid_t keeper_pid = 0;
   {
