@@ -83,6 +83,13 @@ struct TarSource::Impl {
   }
   uint64_t SpanEnd(size_t s) const { return s + 1 < cps.size() ? cps[s + 1].out : tar_size; }
   bool Plain() const { return compression == erofs::LayerCompression::kNone; }
+  // The unit start reads are recorded in: a span, or a kPlainUnit piece of a plain tar.
+  size_t UnitOf(uint64_t offset) const { return Plain() ? offset / kPlainUnit : SpanOf(offset); }
+  TarRange UnitRange(size_t u) const {
+    uint64_t from = Plain() ? u * kPlainUnit : cps[u].out;
+    uint64_t to = Plain() ? std::min(tar_size, from + kPlainUnit) : SpanEnd(u);
+    return {from, to - from};
+  }
 
   // Records a read of [offset, offset + len) as a start read while the window is open. mu held.
   void RecordLocked(uint64_t offset, size_t len) const {
@@ -90,9 +97,7 @@ struct TarSource::Impl {
     auto now = Clock::now();
     if (!first_read) first_read = now;
     if (now - *first_read > opts.record_window) return;
-    size_t first = Plain() ? offset / kPlainUnit : SpanOf(offset);
-    size_t last = Plain() ? (offset + len - 1) / kPlainUnit : SpanOf(offset + len - 1);
-    for (size_t u = first; u <= last; ++u) {
+    for (size_t u = UnitOf(offset), last = UnitOf(offset + len - 1); u <= last; ++u) {
       if (recorded_set.insert(u).second) recorded.push_back(u);
     }
   }
@@ -566,12 +571,11 @@ std::vector<TarRange> TarSource::StartReads() const {
   std::lock_guard lock(im.mu);
   std::vector<TarRange> out;
   for (size_t u : im.recorded) {
-    uint64_t from = im.Plain() ? u * kPlainUnit : im.cps[u].out;
-    uint64_t to = im.Plain() ? std::min(im.tar_size, from + kPlainUnit) : im.SpanEnd(u);
-    if (!out.empty() && out.back().offset + out.back().length == from) {
-      out.back().length += to - from;
+    TarRange r = im.UnitRange(u);
+    if (!out.empty() && out.back().offset + out.back().length == r.offset) {
+      out.back().length += r.length;
     } else {
-      out.push_back({from, to - from});
+      out.push_back(r);
     }
   }
   return out;
