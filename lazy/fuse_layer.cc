@@ -14,7 +14,9 @@
 #include <chrono>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "common/error.h"
@@ -31,7 +33,30 @@ struct FuseLayerMount::Impl {
   std::unique_ptr<FuseServer> server;
   std::atomic<uint64_t> lookups{0}, reads{0}, bytes_read{0}, errors{0};
 
+  // Directory listings ("." and ".." first) by nid. Readdir finds them by inode, not through a
+  // per-open handle: a server that adopts this connection after a crash then answers reads of
+  // directories opened before it started. Bounded: cleared when it grows past kMaxDirs (the
+  // kernel caches what it read, cache_readdir, so a listing is rarely needed twice).
+  static constexpr size_t kMaxDirs = 256;
+  std::mutex dirs_mu;
+  std::unordered_map<uint64_t, std::shared_ptr<const std::vector<erofs::DirEntry>>> dirs;
+
   Impl(const Logger& l) : log(l) {}
+
+  std::shared_ptr<const std::vector<erofs::DirEntry>> Listing(uint64_t nid) {
+    {
+      std::lock_guard lock(dirs_mu);
+      if (auto it = dirs.find(nid); it != dirs.end()) return it->second;
+    }
+    auto entries = std::make_shared<std::vector<erofs::DirEntry>>();
+    entries->push_back({".", nid, DT_DIR});
+    entries->push_back({"..", nid, DT_DIR});
+    for (auto& e : reader->ReadDir(nid)) entries->push_back(std::move(e));
+    std::lock_guard lock(dirs_mu);
+    if (dirs.size() >= kMaxDirs) dirs.clear();
+    dirs.emplace(nid, entries);
+    return entries;
+  }
 
   uint64_t Nid(fuse_ino_t ino) const { return ino == FUSE_ROOT_ID ? reader->root_ino() : ino - 2; }
   fuse_ino_t Ino(uint64_t nid) const { return nid == reader->root_ino() ? FUSE_ROOT_ID : nid + 2; }
@@ -74,10 +99,6 @@ using Impl = FuseLayerMount::Impl;
 Impl& I(fuse_req_t req) {
   return *static_cast<Impl*>(fuse_req_userdata(req));
 }
-
-struct DirHandle {
-  std::vector<erofs::DirEntry> entries;  // "." and ".." first
-};
 
 void OpInit(void*, fuse_conn_info* conn) {
   FuseServer::InitConnection(conn);
@@ -167,11 +188,8 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Impl& im = I(req);
   uint64_t nid = im.Nid(ino);
   try {
-    auto h = std::make_unique<DirHandle>();
-    h->entries.push_back({".", nid, DT_DIR});
-    h->entries.push_back({"..", nid, DT_DIR});
-    for (auto& e : im.reader->ReadDir(nid)) h->entries.push_back(std::move(e));
-    fi->fh = reinterpret_cast<uint64_t>(h.release());
+    im.Listing(nid);  // a directory that cannot be listed fails here, at open
+    fi->fh = 0;       // no per-open state (see Impl::Listing)
     fi->cache_readdir = 1;
     fi->keep_cache = 1;
     fuse_reply_open(req, fi);
@@ -180,27 +198,27 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   Impl& im = I(req);
-  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
-  std::string buf(size, '\0');
-  size_t used = 0;
-  for (size_t i = static_cast<size_t>(off); i < h->entries.size(); ++i) {
-    const auto& e = h->entries[i];
-    struct stat st {};
-    st.st_ino = im.opts.ino_base + e.ino;
-    st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
-    size_t n = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
-                                 static_cast<off_t>(i + 1));
-    if (n > size - used) break;
-    used += n;
+  uint64_t nid = im.Nid(ino);
+  try {
+    auto entries = im.Listing(nid);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < entries->size(); ++i) {
+      const auto& e = (*entries)[i];
+      struct stat st {};
+      st.st_ino = im.opts.ino_base + e.ino;
+      st.st_mode = static_cast<mode_t>(DTTOIF(e.type));
+      size_t n = fuse_add_direntry(req, buf.data() + used, size - used, e.name.c_str(), &st,
+                                   static_cast<off_t>(i + 1));
+      if (n > size - used) break;
+      used += n;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  } catch (const std::exception& ex) {
+    im.Fail(req, ex, "readdir", nid);
   }
-  fuse_reply_buf(req, buf.data(), used);
-}
-
-void OpReleasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
-  fuse_reply_err(req, 0);
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
@@ -264,7 +282,6 @@ const fuse_lowlevel_ops kOps = [] {
   ops.read = OpRead;
   ops.opendir = OpOpendir;
   ops.readdir = OpReaddir;
-  ops.releasedir = OpReleasedir;
   ops.statfs = OpStatfs;
   ops.getxattr = OpGetxattr;
   ops.listxattr = OpListxattr;

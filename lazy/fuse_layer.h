@@ -29,10 +29,11 @@ struct FuseLayerOptions {
   // show two different files with one st_ino (tools that spot hardlinks by inode number see
   // the same groups as on an unpacked image).
   uint64_t ino_base = 0;
-  // Connection handover (lazy/fd_keeper.h), for filesystems without per-open state in the
-  // server (the one-file tar of fuse_blob.h): the session's fd and INIT request go to `keeper`,
+  // Connection handover (lazy/fd_keeper.h): the session's fd and INIT request go to `keeper`,
   // so the connection outlives this process; `adopt` serves a kept connection instead of
-  // mounting (the mount is still in place).
+  // mounting (the mount is still in place). Both filesystems here (the tree, and the one-file
+  // tar of fuse_blob.h) keep no per-open state in the server, and their inode numbers come from
+  // the image: what a dead server handed the kernel, a successor honours.
   FdKeeper* keeper = nullptr;
   std::shared_ptr<KeptFd> adopt;
 };

@@ -54,6 +54,13 @@ bool IsMountPoint(const std::string& path) {
   return false;
 }
 
+// A dead server's FUSE connection, kept by the fd keeper, to serve again: the blob under a
+// kernel-path mount (kept under BlobDir(mountpoint)) or a tree (kept under the mountpoint).
+struct Adopted {
+  std::shared_ptr<KeptFd> fd;
+  bool tree = false;
+};
+
 }  // namespace
 
 struct LayerService::Impl {
@@ -242,9 +249,7 @@ struct LayerService::Impl {
     }
   }
 
-  // `adopt`: the kept connection of the blob of a dead server's kernel-path mount, still in place.
-  Mounted MountLayer(const LayerRef& ref, const std::string& mountpoint,
-                     std::shared_ptr<KeptFd> adopt = nullptr) {
+  Mounted MountLayer(const LayerRef& ref, const std::string& mountpoint, Adopted adopt = {}) {
     std::string path = IndexPath(ref.layer_digest);
     if (!PathExists(path)) {
       throw Error(ErrorCode::kNotFound, "no index for layer " + ref.layer_digest);
@@ -295,20 +300,22 @@ struct LayerService::Impl {
     fo.splice_reads = opts.splice_reads;
     fo.fsname = "lazysnap:" + Hex(ref.layer_digest).substr(0, 12);
     fo.ino_base = std::stoull(Hex(ref.layer_digest).substr(0, 5), nullptr, 16) << 40;
-    if (opts.kernel_erofs && !kernel_refused.load()) {
+    fo.keeper = keeper.get();
+    // A kept connection is served the way it was mounted, whatever the config says now.
+    bool kernel_path = adopt.fd ? !adopt.tree : opts.kernel_erofs && !kernel_refused.load();
+    if (kernel_path) {
       try {
         std::string meta = MetaPath(ref.layer_digest);
         if (!PathExists(meta)) WriteFileAtomic(meta, idx.erofs_image, 0600);
         std::string blob = BlobDir(mountpoint);
-        if (!adopt) MakeDirs(blob, 0700);  // (a kept blob mount answers nothing until adopted)
-        FuseLayerOptions ko = fo;  // the one-file blob: no per-open state, its connection is kept
-        ko.keeper = keeper.get();
-        ko.adopt = adopt;
+        if (!adopt.fd) MakeDirs(blob, 0700);  // (a kept blob mount answers nothing until adopted)
+        FuseLayerOptions ko = fo;
+        ko.adopt = adopt.fd;
         m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, ko, log);
         StartBackground(m);
         return m;
       } catch (const std::exception& e) {
-        if (adopt) throw;  // the old mounts are still there: the caller replaces them
+        if (adopt.fd) throw;  // the old mounts are still there: the caller replaces them
         ::rmdir(BlobDir(mountpoint).c_str());
         // A kernel that refuses once (no file-backed EROFS, before 6.12) refuses every layer.
         auto* le = dynamic_cast<const Error*>(&e);
@@ -321,6 +328,7 @@ struct LayerService::Impl {
     }
     auto reader = erofs::Reader::Open(
         std::make_shared<erofs::MemoryBlockSource>(std::move(idx.erofs_image)), {m.source});
+    fo.adopt = adopt.fd;
     m.fuse = std::make_unique<FuseLayerMount>(mountpoint, std::move(reader), fo, log);
     StartBackground(m);
     return m;
@@ -334,7 +342,7 @@ struct LayerService::Impl {
       log.Warn("mount table unreadable; starting with no mounts", {{"path", table}});
       return;
     }
-    std::map<std::string, KeptFd> kept;  // blob mountpoint -> its connection, kept
+    std::map<std::string, KeptFd> kept;  // FUSE mountpoint -> its connection, kept
     if (keeper) kept = keeper->TakeAll();
     std::lock_guard lock(mu);
     for (const auto& e : t) {
@@ -344,10 +352,12 @@ struct LayerService::Impl {
                    e.value("layer_digest", "")};
       struct stat st;
       if (mp.empty()) continue;
-      auto k = kept.find(BlobDir(mp));
-      if (k != kept.end() && opts.kernel_erofs && IsMountPoint(mp) && IsMountPoint(k->first)) {
+      bool tree = kept.contains(mp);
+      auto k = kept.find(tree ? mp : BlobDir(mp));
+      if (k != kept.end() && IsMountPoint(mp) && IsMountPoint(k->first)) {
         try {
-          mounts.emplace(mp, MountLayer(ref, mp, std::make_shared<KeptFd>(std::move(k->second))));
+          mounts.emplace(
+              mp, MountLayer(ref, mp, {std::make_shared<KeptFd>(std::move(k->second)), tree}));
           kept.erase(k);
           log.Info("lazy mount restored",
                    {{"mountpoint", mp}, {"layer", ref.layer_digest}, {"connection", "kept"}});

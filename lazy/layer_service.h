@@ -44,7 +44,7 @@ struct LayerServiceOptions {
   BackgroundFetchOptions background;
   bool prefetch = true;  // fetch the spans an image's prefetch list names at once at mount
   std::chrono::milliseconds record_window{30000};  // start reads recorded (StartReads); 0: none
-  // The executable run as `EXE --fd-keeper SOCKET` to keep the kernel path's FUSE connections
+  // The executable run as `EXE --fd-keeper SOCKET` to keep the layers' FUSE connections
   // across this server's death (lazy/fd_keeper.h); empty: they end with it.
   std::string fd_keeper_exe;
   std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered

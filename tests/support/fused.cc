@@ -29,12 +29,16 @@ FusedProcess::FusedProcess(const std::vector<std::string>& plain_http, int read_
 FusedProcess::~FusedProcess() {
   Stop();  // a graceful stop ends the fd keeper too
   // A keeper left by a killed server that was not started again: its connections end with it.
+  KillKeeper();
+  UnmountAllBelow(root());
+}
+
+void FusedProcess::KillKeeper() {
   std::string pid_file = root() + "/fdkeeper.sock.pid";
   if (PathExists(pid_file)) {
     pid_t pid = static_cast<pid_t>(std::atol(ReadFile(pid_file).c_str()));
     if (pid > 1) ::kill(pid, SIGKILL);
   }
-  UnmountAllBelow(root());
 }
 
 void FusedProcess::Start() {

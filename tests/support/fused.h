@@ -30,6 +30,9 @@ class FusedProcess {
   void Start();
   void Stop();
   void Kill9();
+  // Kills the fd keeper (lazy/fd_keeper.h): the connections it holds end, their readers get
+  // errors instead of waiting for a successor.
+  void KillKeeper();
 
  private:
   TempDir dir_{"fused"};
