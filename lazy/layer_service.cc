@@ -106,9 +106,8 @@ struct LayerService::Impl {
   // Downloads, verifies and keeps the index of `layer` (found in the artifact as `blob`), the
   // kernel path's EROFS image, and prepares the layer blob's GET. Runs on its own thread.
   void DownloadIndex(const LayerRef& layer, const fetcher::Descriptor& blob_desc) {
-    labels::Reference image = labels::ParseReference(layer.image_ref);
-    fetcher::RegistryClient client(image, RegistryFor(image));
-    std::string blob = client.FetchBlobToString(blob_desc.digest, 1ull << 30);  // verified
+    auto client = ClientFor(layer.image_ref);
+    std::string blob = client->FetchBlobToString(blob_desc.digest, 1ull << 30);  // verified
     LayerIndex idx = DecodeLayerIndex(blob);  // refuse a corrupt index before keeping it
     if (idx.layer_digest != layer.layer_digest) {
       throw Error(ErrorCode::kDataLoss, "index blob " + blob_desc.digest + " indexes layer " +
@@ -120,7 +119,7 @@ struct LayerService::Impl {
                                         {"index", blob_desc.digest},
                                         {"bytes", std::to_string(blob.size())}});
     try {
-      fetcher::HttpRequest req = client.PrepareBlobRequest(layer.layer_digest);
+      fetcher::HttpRequest req = client->PrepareBlobRequest(layer.layer_digest);
       std::lock_guard lock(lookup_mu);
       prepared.insert_or_assign(layer.image_ref + " " + layer.layer_digest, std::move(req));
     } catch (const std::exception&) {
@@ -132,9 +131,8 @@ struct LayerService::Impl {
   // image starts as fast as before.
   void DownloadPrefetch(const LayerRef& layer, const fetcher::Descriptor& desc) {
     try {
-      labels::Reference image = labels::ParseReference(layer.image_ref);
-      fetcher::RegistryClient client(image, RegistryFor(image));
-      std::string blob = client.FetchBlobToString(desc.digest, kMaxPrefetchListBytes);  // verified
+      std::string blob = ClientFor(layer.image_ref)
+                             ->FetchBlobToString(desc.digest, kMaxPrefetchListBytes);  // verified
       ParsePrefetchList(blob);  // refuse a malformed list before keeping it
       WriteFileAtomic(PrefetchPath(layer.manifest_digest), blob, 0600);
       log.Info("prefetch list downloaded",
@@ -153,19 +151,18 @@ struct LayerService::Impl {
     if (!opts.prefetch || lookups.contains(layer.manifest_digest) || downloads.contains(key) ||
         !prefetch_looked_up.insert(layer.manifest_digest).second)
       return;
-    downloads.emplace(key, std::async(std::launch::async, [this, layer] {
-                             try {
-                               labels::Reference image = labels::ParseReference(layer.image_ref);
-                               fetcher::RegistryClient client(image, RegistryFor(image));
-                               IndexArtifact a = FindIndexArtifact(client, layer.manifest_digest);
-                               if (a.prefetch && !HasList(layer.manifest_digest, *a.prefetch))
-                                 DownloadPrefetch(layer, *a.prefetch);
-                             } catch (const std::exception& e) {
-                               log.Debug(
-                                   "no prefetch list looked up",
-                                   {{"manifest", layer.manifest_digest}, {"error", e.what()}});
-                             }
-                           }).share());
+    downloads.emplace(key,
+                      std::async(std::launch::async, [this, layer] {
+                        try {
+                          IndexArtifact a =
+                              FindIndexArtifact(*ClientFor(layer.image_ref), layer.manifest_digest);
+                          if (a.prefetch && !HasList(layer.manifest_digest, *a.prefetch))
+                            DownloadPrefetch(layer, *a.prefetch);
+                        } catch (const std::exception& e) {
+                          log.Debug("no prefetch list looked up",
+                                    {{"manifest", layer.manifest_digest}, {"error", e.what()}});
+                        }
+                      }).share());
   }
 
   // Whether the list kept for `manifest` is the blob `desc` (a list recorded again replaces it).
@@ -219,12 +216,15 @@ struct LayerService::Impl {
     if (IsMountPoint(blob)) ::umount2(blob.c_str(), MNT_DETACH);
   }
 
-  fetcher::RegistryOptions RegistryFor(const labels::Reference& ref) const {
+  // A client of the repository `image_ref` names (cri.image-ref), with this server's registry
+  // options (mirrors, TLS, plain_http hosts).
+  std::shared_ptr<fetcher::RegistryClient> ClientFor(const std::string& image_ref) const {
+    labels::Reference image = labels::ParseReference(image_ref);
     fetcher::RegistryOptions r = opts.registry;
-    r.plain_http = std::find(opts.plain_http.begin(), opts.plain_http.end(), ref.domain) !=
+    r.plain_http = std::find(opts.plain_http.begin(), opts.plain_http.end(), image.domain) !=
                    opts.plain_http.end();
     r.log = &log;
-    return r;
+    return std::make_shared<fetcher::RegistryClient>(image, r);
   }
 
   void SaveTable() {  // under mu
@@ -265,8 +265,7 @@ struct LayerService::Impl {
                       std::to_string(cache->chunk_size()) +
                       " (re-run `lazysnap index` or use a cache with that chunk size)");
     }
-    labels::Reference image = labels::ParseReference(ref.image_ref);
-    auto client = std::make_shared<fetcher::RegistryClient>(image, RegistryFor(image));
+    auto client = ClientFor(ref.image_ref);
     fetcher::RangeFetcherOptions ro;
     ro.chunk_digests = idx.chunk_digests;
     ro.attempts = 2;
@@ -433,9 +432,8 @@ bool LayerService::Prepare(const LayerRef& layer) {
       }
       auto it = im.lookups.find(layer.manifest_digest);
       if (it == im.lookups.end() || Clock::now() - it->second.at > im.opts.negative_ttl) {
-        labels::Reference image = labels::ParseReference(layer.image_ref);
-        fetcher::RegistryClient client(image, im.RegistryFor(image));
-        Impl::Lookup l{FindIndexArtifact(client, layer.manifest_digest), Clock::now()};
+        Impl::Lookup l{FindIndexArtifact(*im.ClientFor(layer.image_ref), layer.manifest_digest),
+                       Clock::now()};
         it = im.lookups.insert_or_assign(layer.manifest_digest, std::move(l)).first;
       }
       const IndexArtifact& artifact = it->second.artifact;
