@@ -707,15 +707,24 @@ void RegistryClient::AddReferrer(const std::string& subject_digest, const Descri
     // Strict validation first; then the JSON itself is kept, so fields this client does not
     // model (annotations) survive the update.
     Index parsed = ParseIndex(existing->second);
-    for (const auto& d : parsed.manifests) {
-      if (d.digest == digest) return;  // listed already
-    }
+    if (!parsed.manifests.empty() && parsed.manifests.back().digest == digest) return;
     index = nlohmann::json::parse(existing->second);
   }
+  // Listed further up: moved to the end, so that the order stays the order of the last
+  // additions (readers take the last artifact of a type as the newest; a re-push of an older,
+  // byte-identical artifact makes it the newest again). Its entry moves as it is.
+  auto& list = index["manifests"];
   nlohmann::json entry = {
       {"mediaType", referrer.media_type}, {"digest", digest}, {"size", referrer.size}};
   if (!referrer.artifact_type.empty()) entry["artifactType"] = referrer.artifact_type;
-  index["manifests"].push_back(std::move(entry));
+  for (auto it = list.begin(); it != list.end(); ++it) {
+    if (it->value("digest", "") == digest) {
+      entry = *it;
+      list.erase(it);
+      break;
+    }
+  }
+  list.push_back(std::move(entry));
   PushManifest(tag, kOciIndex, index.dump());
 }
 

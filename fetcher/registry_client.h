@@ -109,8 +109,9 @@ class RegistryClient {
                                     const std::string& artifact_type = "");
   // The referrers tag schema's update, for registries without the referrers API: adds
   // `referrer` (mediaType, digest, size, artifactType) to the OCI index at tag "sha256-<hex>" of
-  // the subject, creating the index if there is none; a no-op when that digest is listed
-  // already. Read-modify-write without locking: concurrent writers can lose an entry.
+  // the subject, creating the index if there is none. The index lists referrers in the order
+  // they were last added: a no-op when that digest is last already, one listed further up moves
+  // to the end. Read-modify-write without locking: concurrent writers can lose an entry.
   void AddReferrer(const std::string& subject_digest, const Descriptor& referrer);
 
  private:

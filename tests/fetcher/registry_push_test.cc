@@ -190,10 +190,13 @@ TEST_F(RegistryPushTest, ArtifactsWithASubjectAreListedAsReferrers) {
   c.AddReferrer(subject.digest, sbom.desc);
   std::string tag = "sha256-" + subject.digest.substr(7);
   WaitForCount(*registry_, "PUT /v2/push/app/manifests/" + tag, 3);
-  c.AddReferrer(subject.digest, sig1.desc);  // listed already: no update
+  c.AddReferrer(subject.digest, sbom.desc);  // listed last already: no update
   // One GET of the tag by the first Referrers() and one per AddReferrer().
   WaitForCount(*registry_, "GET /v2/push/app/manifests/" + tag, 5);
   EXPECT_EQ(Count(*registry_, "PUT /v2/push/app/manifests/" + tag), 3u);
+  // Listed further up: moves to the end (the newest of its type, for readers taking the last).
+  c.AddReferrer(subject.digest, sig1.desc);
+  WaitForCount(*registry_, "PUT /v2/push/app/manifests/" + tag, 4);
 
   auto sigs = c.Referrers(subject.digest, kSigType);
   EXPECT_EQ(Digests(sigs), (std::set<std::string>{sig1.desc.digest, sig2.desc.digest}));
@@ -218,8 +221,10 @@ TEST_F(RegistryPushTest, ArtifactsWithASubjectAreListedAsReferrers) {
   EXPECT_EQ(idx->first, kOciIndex);
   Index parsed = ParseIndex(idx->second);
   ASSERT_EQ(parsed.manifests.size(), 3u);
-  EXPECT_EQ(parsed.manifests[0].digest, sig1.desc.digest);
-  EXPECT_EQ(parsed.manifests[2].artifact_type, kSbomType);
+  EXPECT_EQ(parsed.manifests[0].digest, sig2.desc.digest);
+  EXPECT_EQ(parsed.manifests[1].artifact_type, kSbomType);
+  EXPECT_EQ(parsed.manifests[2].digest, sig1.desc.digest);
+  EXPECT_EQ(parsed.manifests[2].artifact_type, kSigType);
 
   // Another subject has no referrers.
   EXPECT_TRUE(c.Referrers(Sha256Digest("no such subject"), kSigType).empty());
