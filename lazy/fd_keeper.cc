@@ -1,15 +1,19 @@
 #include "lazy/fd_keeper.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -89,9 +93,19 @@ UniqueFd Connect(const std::string& path) {
 
 }  // namespace
 
-FdKeeper::FdKeeper(const std::string& socket_path, const std::string& exe, const Logger& log)
+FdKeeper::FdKeeper(const std::string& socket_path, const std::string& exe,
+                   std::chrono::seconds orphan_timeout, const Logger& log)
     : socket_(socket_path), log_(log) {
-  if (Connect(socket_)) return;  // a keeper from an earlier lazysnap-fused
+  if (!Connect(socket_)) Start(exe);  // else: a keeper from an earlier lazysnap-fused
+  owner_ = Connect(socket_);
+  if (!owner_) throw Error(ErrorCode::kUnavailable, "the fd keeper at " + socket_ + " went away");
+  Send(owner_.get(), "own " + std::to_string(orphan_timeout.count()), -1);
+  if (Receive(owner_.get(), nullptr) != "ok") {
+    throw Error(ErrorCode::kUnavailable, "the fd keeper at " + socket_ + " refused an owner");
+  }
+}
+
+void FdKeeper::Start(const std::string& exe) {
   ::unlink(socket_.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -180,6 +194,79 @@ void FdKeeper::Quit() {
   Receive(s.get(), nullptr);
 }
 
+namespace {
+
+// The keeper's state: what it holds, and who owns it.
+struct Keeper {
+  std::map<std::string, KeptFd> kept;
+  std::vector<UniqueFd> owners;  // open owner sessions
+  std::chrono::seconds orphan_timeout{0};
+  std::optional<std::chrono::steady_clock::time_point> orphaned_at;  // set: no owner since then
+
+  // One request on a fresh connection `c`; false on "quit".
+  bool Handle(UniqueFd c) {
+    KeptFd in;
+    std::string msg = Receive(c.get(), &in.fd);
+    std::string reply = "ok";
+    int reply_fd = -1;
+    if (msg.starts_with("put ")) {
+      size_t nl = msg.find('\n');
+      if (nl == std::string::npos || !in.fd) {
+        reply = "bad";
+      } else {
+        in.data = msg.substr(nl + 1);
+        kept.insert_or_assign(msg.substr(4, nl - 4), std::move(in));
+      }
+    } else if (msg.starts_with("get ")) {
+      auto it = kept.find(msg.substr(4));
+      if (it == kept.end()) {
+        reply = "none";
+      } else {
+        reply = "ok\n" + it->second.data;
+        reply_fd = it->second.fd.get();
+      }
+    } else if (msg.starts_with("drop ")) {
+      kept.erase(msg.substr(5));
+    } else if (msg == "list") {
+      reply.clear();
+      for (const auto& [name, k] : kept) reply += name + "\n";
+    } else if (msg.starts_with("own ")) {
+      char* end = nullptr;
+      long long secs = std::strtoll(msg.c_str() + 4, &end, 10);
+      if (end == msg.c_str() + 4 || *end != '\0' || secs < 0) {
+        reply = "bad";
+      } else {
+        orphan_timeout = std::chrono::seconds(secs);
+        orphaned_at.reset();
+        Send(c.get(), "ok", -1);
+        owners.push_back(std::move(c));  // open until its process ends
+        return true;
+      }
+    } else if (msg == "quit") {
+      Send(c.get(), "ok", -1);
+      return false;
+    } else {
+      reply = "bad";
+    }
+    Send(c.get(), reply, reply_fd);
+    return true;
+  }
+
+  // Poll timeout: until the orphan deadline, or forever.
+  int TimeoutMs() const {
+    if (!orphaned_at || orphan_timeout.count() == 0 || kept.empty()) return -1;
+    auto left = *orphaned_at + orphan_timeout - std::chrono::steady_clock::now();
+    return static_cast<int>(
+        std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+  }
+
+  void ExpireOrphans() {
+    if (TimeoutMs() == 0) kept.clear();  // closes every fd: the connections end
+  }
+};
+
+}  // namespace
+
 int RunFdKeeper(const std::string& socket_path) {
   ::signal(SIGPIPE, SIG_IGN);
   ::signal(SIGHUP, SIG_IGN);
@@ -193,43 +280,24 @@ int RunFdKeeper(const std::string& socket_path) {
   // Before listen: whoever can connect finds the pid file.
   WriteFileAtomic(socket_path + ".pid", std::to_string(::getpid()) + "\n", 0600);
   if (::listen(lsock.get(), 16) != 0) return 1;
-  std::map<std::string, KeptFd> kept;
-  for (;;) {
+  Keeper k;
+  for (bool running = true; running;) {
+    std::vector<pollfd> fds{{lsock.get(), POLLIN, 0}};
+    for (const auto& o : k.owners) fds.push_back({o.get(), POLLIN, 0});
+    int n = ::poll(fds.data(), fds.size(), k.TimeoutMs());
+    if (n < 0 && errno != EINTR) return 1;
+    // An owner session that reads EOF (or anything: owners send nothing more) has ended.
+    for (size_t i = fds.size() - 1; i >= 1; --i) {
+      if (fds[i].revents == 0) continue;
+      k.owners.erase(k.owners.begin() + static_cast<std::ptrdiff_t>(i - 1));
+      if (k.owners.empty()) k.orphaned_at = std::chrono::steady_clock::now();
+    }
+    k.ExpireOrphans();
+    if (!(fds[0].revents & POLLIN)) continue;
     UniqueFd c(::accept4(lsock.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!c) continue;
     try {
-      KeptFd in;
-      std::string msg = Receive(c.get(), &in.fd);
-      std::string reply = "ok";
-      int reply_fd = -1;
-      if (msg.starts_with("put ")) {
-        size_t nl = msg.find('\n');
-        if (nl == std::string::npos || !in.fd) {
-          reply = "bad";
-        } else {
-          in.data = msg.substr(nl + 1);
-          kept.insert_or_assign(msg.substr(4, nl - 4), std::move(in));
-        }
-      } else if (msg.starts_with("get ")) {
-        auto it = kept.find(msg.substr(4));
-        if (it == kept.end()) {
-          reply = "none";
-        } else {
-          reply = "ok\n" + it->second.data;
-          reply_fd = it->second.fd.get();
-        }
-      } else if (msg.starts_with("drop ")) {
-        kept.erase(msg.substr(5));
-      } else if (msg == "list") {
-        reply.clear();
-        for (const auto& [name, k] : kept) reply += name + "\n";
-      } else if (msg == "quit") {
-        Send(c.get(), "ok", -1);
-        break;
-      } else {
-        reply = "bad";
-      }
-      Send(c.get(), reply, reply_fd);
+      running = k.Handle(std::move(c));
     } catch (const std::exception&) {
       // A client that went away mid-request: nothing changes.
     }

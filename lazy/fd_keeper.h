@@ -12,8 +12,14 @@
 // first lazysnap-fused that finds none, its pid in SOCKET.pid. One request per connection on a
 // SOCK_SEQPACKET unix socket (root-only): "put NAME\n" + data with one fd, "get NAME" -> data +
 // fd, "list", "drop NAME", "quit". A graceful lazysnap-fused stop (everything unmounted) ends it.
+//
+// Each FdKeeper also holds an owner session ("own SECONDS", a connection left open for its
+// lifetime). When the last owner's session ends (its process died) and no new owner comes within
+// SECONDS, the keeper closes every fd it holds: the connections end and their blocked readers
+// get errors instead of waiting for a successor forever (SECONDS = 0: they wait forever).
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <utility>
@@ -31,8 +37,11 @@ struct KeptFd {
 class FdKeeper {
  public:
   // Connects to the keeper at `socket_path`, starting `exe --fd-keeper socket_path` when none
-  // answers. Throws Error(kUnavailable) when it cannot be started.
-  FdKeeper(const std::string& socket_path, const std::string& exe, const Logger& log);
+  // answers, and opens this owner's session: after this process is gone the keeper holds the
+  // fds `orphan_timeout` longer for a successor (0: until one comes). Throws Error(kUnavailable)
+  // when it cannot be started.
+  FdKeeper(const std::string& socket_path, const std::string& exe,
+           std::chrono::seconds orphan_timeout, const Logger& log);
 
   void Put(const std::string& name, int fd, const std::string& data);
   void Drop(const std::string& name);
@@ -43,8 +52,11 @@ class FdKeeper {
   const std::string& socket_path() const { return socket_; }
 
  private:
+  void Start(const std::string& exe);  // spawns the keeper and waits until it answers
+
   std::string socket_;
   const Logger& log_;
+  UniqueFd owner_;  // the owner session: closed by the kernel when this process dies
 };
 
 // The keeper's own loop (`lazysnap-fused --fd-keeper SOCKET`); returns on "quit".

@@ -108,6 +108,7 @@ int Run(int argc, char** argv) {
   so.background.bytes_per_second = static_cast<uint64_t>(lz.background_fetch_mb_per_s) << 20;
   so.prefetch = lz.prefetch;
   so.record_window = std::chrono::seconds(lz.prefetch_record_s);
+  so.keep_connections = std::chrono::seconds(lz.keep_connections_s);
   if (lz.keep_connections) so.fd_keeper_exe = std::filesystem::read_symlink("/proc/self/exe");
   lazysnap::MakeDirs(lz.root, 0700);
   auto slash = lz.socket.rfind('/');

@@ -398,8 +398,8 @@ LayerService::LayerService(const LayerServiceOptions& opts, const Logger& log)
   impl_->http = std::make_unique<fetcher::MultiHttp>(8);
   if (!opts.fd_keeper_exe.empty()) {
     try {
-      impl_->keeper =
-          std::make_unique<FdKeeper>(opts.root + "/fdkeeper.sock", opts.fd_keeper_exe, log);
+      impl_->keeper = std::make_unique<FdKeeper>(opts.root + "/fdkeeper.sock", opts.fd_keeper_exe,
+                                                 opts.keep_connections, log);
     } catch (const std::exception& e) {
       log.Warn("no fd keeper: FUSE connections end with this process", {{"error", e.what()}});
     }

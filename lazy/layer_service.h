@@ -47,6 +47,8 @@ struct LayerServiceOptions {
   // The executable run as `EXE --fd-keeper SOCKET` to keep the layers' FUSE connections
   // across this server's death (lazy/fd_keeper.h); empty: they end with it.
   std::string fd_keeper_exe;
+  // How long the keeper holds a dead server's connections for a successor (0: until one comes).
+  std::chrono::seconds keep_connections{300};
   std::chrono::seconds negative_ttl{30};  // how long "this image has no index" is remembered
 };
 

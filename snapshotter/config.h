@@ -60,8 +60,10 @@ struct LazySettings {
   int64_t prefetch_record_s = 30;
   // The kernel path's FUSE connections are kept by a small process (lazysnap-fused --fd-keeper)
   // so that a killed lazysnap-fused's successor serves them again: running containers' reads
-  // wait for it instead of failing.
+  // wait for it instead of failing -- for `keep_connections_s` after it died (0: until it comes);
+  // then they fail (ENOTCONN / EIO).
   bool keep_connections = true;
+  int64_t keep_connections_s = 300;
 };
 
 struct DaemonConfig {

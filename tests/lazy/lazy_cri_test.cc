@@ -131,6 +131,20 @@ class LazyCriTest : public ::testing::Test {
     containerd.Ctr({"snapshots", "--snapshotter", "lazysnap", "rm", "cmp-lazy"}, 60, "k8s.io");
   }
 
+  // Waits (up to a minute) until lazysnap-fused has served `bytes` of file data.
+  static void WaitUntilServed(FusedProcess& fused, uint64_t bytes) {
+    auto served = [&] {
+      uint64_t n = 0;
+      nlohmann::json st = fused.Status();
+      for (const auto& l : st["layers"]) n += l["bytes_served"].get<uint64_t>();
+      return n;
+    };
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (served() < bytes && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_GE(served(), bytes);
+  }
+
   // A container checksums the three big files; `interrupt` runs once its reads are under way
   // (tens of MB served of the 260 MB); the checksums must come out right and new containers start.
   static void ExpectReadsSurvive(LazyStack& stack, const std::string& name,
@@ -141,16 +155,7 @@ class LazyCriTest : public ::testing::Test {
                              "sh", "-c", "sleep 2; sha256sum /big/blob1 /big/blob2 /big/blob3"},
                             300, "k8s.io");
     });
-    auto served = [&] {
-      uint64_t n = 0;
-      nlohmann::json st = fused.Status();
-      for (const auto& l : st["layers"]) n += l["bytes_served"].get<uint64_t>();
-      return n;
-    };
-    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (served() < (40u << 20) && std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    EXPECT_GE(served(), 40u << 20);
+    WaitUntilServed(fused, 40u << 20);
     interrupt();
     auto r = run.get();
     EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -373,6 +378,40 @@ TEST_F(LazyCriTest, FusedKill9DuringReadsKeepsContainerReading) {
 TEST_F(LazyCriTest, FusedKill9DuringReadsKeepsContainerReadingOnTheFuseTree) {
   // The tree over FUSE: directories opened before the kill are listed by the successor too.
   ExpectFusedKill9KeepsReading(std::string("kernel_erofs = false\n") + kNoBackground, "lazy-tkill");
+}
+
+TEST_F(LazyCriTest, ReadsFailAfterKeepConnectionsWhenNoSuccessorComes) {
+  // lazysnap-fused dies and nobody starts it for longer than keep_connections_s: the keeper lets
+  // the connections go and the blocked reads fail (instead of waiting forever).
+  constexpr int kKeepS = 3;
+  LazyStack stack(*registry_, "keep_connections_s = " + std::to_string(kKeepS) + "\n" +
+                                  std::string(kNoBackground));
+  auto& [fused, daemon, containerd] = stack;
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  auto run = std::async(std::launch::async, [&] {
+    return containerd.Ctr({"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-orphan-1",
+                           "sh", "-c", "sleep 2; sha256sum /big/blob1"},
+                          120, "k8s.io");
+  });
+  WaitUntilServed(fused, 20u << 20);
+  fused.Kill9();
+  auto t0 = std::chrono::steady_clock::now();
+  if (run.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "reads still blocked a minute after lazysnap-fused died";
+    fused.KillKeeper();
+  }
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto r = run.get();
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos)
+      << r.output;
+  EXPECT_GE(waited, kKeepS - 0.5) << r.output;
+  // The next lazysnap-fused mounts the layers anew: new containers start.
+  fused.Start();
+  std::string out = containerd.CtrOrThrow(
+      {"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-orphan-2", "cat", "/etc/msg"},
+      120, "k8s.io");
+  EXPECT_NE(out.find("top layer"), std::string::npos) << out;
 }
 
 TEST_F(LazyCriTest, FusedRestartRemountsItsLayers) {
