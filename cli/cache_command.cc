@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "fetcher/chunk_cache.h"
@@ -17,33 +18,6 @@ constexpr const char* kUsage =
     "       lazysnap cache prune [--dir DIR] (--max-size SIZE | --all)\n"
     "SIZE: bytes, or with a K/M/G/T suffix (powers of 1024). DIR defaults to "
     "/var/lib/lazysnap/cache.\n";
-
-// "512M" -> bytes; throws on anything else.
-uint64_t ParseSize(const std::string& s) {
-  size_t pos = 0;
-  uint64_t n = 0;
-  try {
-    n = std::stoull(s, &pos);
-  } catch (const std::exception&) {
-    throw Error(ErrorCode::kInvalidArgument, "not a size: \"" + s + "\"");
-  }
-  std::string unit = s.substr(pos);
-  int shift = 0;
-  if (unit == "K" || unit == "KiB")
-    shift = 10;
-  else if (unit == "M" || unit == "MiB")
-    shift = 20;
-  else if (unit == "G" || unit == "GiB")
-    shift = 30;
-  else if (unit == "T" || unit == "TiB")
-    shift = 40;
-  else if (!unit.empty())
-    throw Error(ErrorCode::kInvalidArgument, "not a size: \"" + s + "\"");
-  if (shift && n > (UINT64_MAX >> shift)) {
-    throw Error(ErrorCode::kInvalidArgument, "size too large: \"" + s + "\"");
-  }
-  return n << shift;
-}
 
 std::string Human(uint64_t n) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -99,30 +73,10 @@ int RunCache(const std::vector<std::string>& args) {
   std::string dir = "/var/lib/lazysnap/cache";
   bool json = false, all = false;
   std::string max_size;
-  for (size_t i = 1; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw Error(ErrorCode::kInvalidArgument, a + " needs a value");
-      return args[++i];
-    };
-    try {
-      if (a == "--dir") {
-        dir = value();
-      } else if (a == "--json") {
-        json = true;
-      } else if (a == "--all") {
-        all = true;
-      } else if (a == "--max-size") {
-        max_size = value();
-      } else {
-        std::fprintf(stderr, "lazysnap cache: unknown argument \"%s\"\n%s", a.c_str(), kUsage);
-        return 2;
-      }
-    } catch (const Error& e) {
-      std::fprintf(stderr, "lazysnap cache: %s\n%s", e.what(), kUsage);
-      return 2;
-    }
-  }
+  ArgParser p("cache", kUsage);
+  p.Value("--dir", &dir).Switch("--json", &json).Switch("--all", &all);
+  p.Value("--max-size", &max_size);
+  if (auto rc = p.Parse(args, 1)) return *rc;
   try {
     if (args[0] == "stats") {
       Print(fetcher::ChunkCache::ReadStats(dir), dir, json);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "erofs/layer_builder.h"
@@ -18,11 +19,6 @@
 
 namespace lazysnap::cli {
 namespace {
-
-int Usage(const char* text) {
-  std::fprintf(stderr, "%s", text);
-  return 2;
-}
 
 constexpr const char* kBuildUsage =
     "usage: lazysnap build --tar LAYER[.gz|.zst] -o OUT.erofs [--compress lz4|zstd]\n"
@@ -101,35 +97,21 @@ void PrintTree(const erofs::Reader& r, uint64_t ino, const std::string& path, ui
 int RunBuild(const std::vector<std::string>& args) {
   std::string tar, out, blob;
   erofs::BuildOptions opts;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&]() -> const std::string* { return i + 1 < args.size() ? &args[++i] : nullptr; };
-    const std::string* v = nullptr;
-    if (a == "--tar" && (v = value())) {
-      tar = *v;
-    } else if (a == "-o" && (v = value())) {
-      out = *v;
-    } else if (a == "--blob" && (v = value())) {
-      blob = *v;
-    } else if (a == "--index-only") {
-      opts.mode = erofs::ImageMode::kIndexOnly;
-    } else if (a == "--compress" && (v = value())) {
-      if (*v == "lz4") {
-        opts.compression = erofs::DataCompression::kLz4;
-      } else if (*v == "zstd") {
-        opts.compression = erofs::DataCompression::kZstd;
-      } else {
-        return Usage(kBuildUsage);
-      }
-    } else if (a == "-h" || a == "--help") {
-      std::printf("%s", kBuildUsage);
-      return 0;
-    } else {
-      std::fprintf(stderr, "lazysnap build: unexpected argument \"%s\"\n", a.c_str());
-      return Usage(kBuildUsage);
-    }
+  std::string compress;
+  bool index_only = false;
+  ArgParser p("build", kBuildUsage);
+  p.Value("--tar", &tar).Value("-o", &out).Value("--blob", &blob);
+  p.Switch("--index-only", &index_only).Value("--compress", &compress);
+  if (auto rc = p.Parse(args)) return *rc;
+  if (index_only) opts.mode = erofs::ImageMode::kIndexOnly;
+  if (compress == "lz4") {
+    opts.compression = erofs::DataCompression::kLz4;
+  } else if (compress == "zstd") {
+    opts.compression = erofs::DataCompression::kZstd;
+  } else if (!compress.empty()) {
+    return p.UsageError("--compress wants lz4 or zstd, got \"" + compress + "\"");
   }
-  if (tar.empty() || out.empty()) return Usage(kBuildUsage);
+  if (tar.empty() || out.empty()) return p.UsageError();
   if (!blob.empty() && opts.mode != erofs::ImageMode::kIndexOnly) {
     std::fprintf(stderr, "lazysnap build: --blob needs --index-only\n");
     return 2;
@@ -170,25 +152,10 @@ int RunBuild(const std::vector<std::string>& args) {
 int RunInspect(const std::vector<std::string>& args) {
   std::string image, path;
   std::vector<std::string> devices;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--device" && i + 1 < args.size()) {
-      devices.push_back(args[++i]);
-    } else if (a == "-h" || a == "--help") {
-      std::printf("%s", kInspectUsage);
-      return 0;
-    } else if (!a.empty() && a[0] == '-') {
-      std::fprintf(stderr, "lazysnap inspect: unexpected argument \"%s\"\n", a.c_str());
-      return Usage(kInspectUsage);
-    } else if (image.empty()) {
-      image = a;
-    } else if (path.empty()) {
-      path = a;
-    } else {
-      return Usage(kInspectUsage);
-    }
-  }
-  if (image.empty()) return Usage(kInspectUsage);
+  ArgParser p("inspect", kInspectUsage);
+  p.Values("--device", &devices).Positional(&image).Positional(&path);
+  if (auto rc = p.Parse(args)) return *rc;
+  if (image.empty()) return p.UsageError();
   try {
     std::vector<std::shared_ptr<const erofs::BlockSource>> devs;
     for (const auto& d : devices) devs.push_back(std::make_shared<erofs::FileBlockSource>(d));

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "common/error.h"
@@ -26,45 +27,25 @@ constexpr const char* kUsage =
 }  // namespace
 
 int RunFetch(const std::vector<std::string>& args) {
-  std::string ref_text, out, range;
-  int layer = -1;
+  std::string ref_text, out, range, layer_text;
   fetcher::RegistryOptions opts;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw Error(ErrorCode::kInvalidArgument, a + " needs a value");
-      return args[++i];
-    };
-    if (a == "--layer") {
-      layer = std::stoi(next());
-    } else if (a == "--range") {
-      range = next();
-    } else if (a == "-o" || a == "--output") {
-      out = next();
-    } else if (a == "--hosts-dir") {
-      opts.hosts_dir = next();
-    } else if (a == "--plain-http") {
-      opts.plain_http = true;
-    } else if (a == "--docker-config") {
-      opts.docker_config = next();
-    } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (!a.starts_with("-") && ref_text.empty()) {
-      ref_text = a;
-    } else {
-      std::fprintf(stderr, "lazysnap fetch: unexpected argument \"%s\"\n%s", a.c_str(), kUsage);
-      return 2;
+  ArgParser p("fetch", kUsage);
+  p.Value("--layer", &layer_text).Value("--range", &range).Value("-o|--output", &out);
+  p.Registry(&opts).Positional(&ref_text);
+  if (auto rc = p.Parse(args)) return *rc;
+  int layer = -1;
+  if (!layer_text.empty()) {
+    size_t end = 0;
+    try {
+      layer = std::stoi(layer_text, &end);
+    } catch (const std::exception&) {
+      end = 0;
     }
+    if (end != layer_text.size() || layer < 0)
+      return p.UsageError("--layer wants a layer number, got \"" + layer_text + "\"");
   }
-  if (ref_text.empty() || (!range.empty() && layer < 0)) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  if (ref_text.empty() || (!range.empty() && layer < 0)) return p.UsageError();
   try {
-    if (opts.docker_config.empty() && std::getenv("HOME")) {
-      opts.docker_config = std::string(std::getenv("HOME")) + "/.docker/config.json";
-    }
     auto ref = labels::ParseReference(ref_text);
     fetcher::RegistryClient client(ref, opts);
     auto img = client.Resolve(ref);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "common/error.h"
@@ -33,61 +34,24 @@ constexpr const char* kUsage =
     "  --prefetch FILE     the image's prefetch list (`lazysnap prefetch`), fetched first by\n"
     "                      every node that mounts its layers\n";
 
-uint64_t ParseSize(const std::string& s) {
-  size_t pos = 0;
-  uint64_t v = std::stoull(s, &pos);
-  std::string unit = s.substr(pos);
-  if (unit == "K" || unit == "KiB")
-    v <<= 10;
-  else if (unit == "M" || unit == "MiB")
-    v <<= 20;
-  else if (!unit.empty())
-    throw Error(ErrorCode::kInvalidArgument, "bad size \"" + s + "\"");
-  return v;
-}
-
 }  // namespace
 
 int RunIndex(const std::vector<std::string>& args) {
   std::string ref_text;
   fetcher::RegistryOptions opts;
   lazy::IndexBuildOptions build;
-  std::string prefetch_path;
+  std::string prefetch_path, span, chunk_size;
+  ArgParser p("index", kUsage);
+  p.Value("--span", &span).Value("--chunk-size", &chunk_size).Value("--prefetch", &prefetch_path);
+  p.Registry(&opts).Positional(&ref_text);
+  if (auto rc = p.Parse(args)) return *rc;
+  if (ref_text.empty()) return p.UsageError();
   try {
-    for (size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      auto next = [&]() -> std::string {
-        if (i + 1 >= args.size()) throw Error(ErrorCode::kInvalidArgument, a + " needs a value");
-        return args[++i];
-      };
-      if (a == "--span") {
-        build.span = ParseSize(next());
-      } else if (a == "--chunk-size") {
-        build.chunk_size = static_cast<uint32_t>(ParseSize(next()));
-      } else if (a == "--prefetch") {
-        prefetch_path = next();
-      } else if (a == "--hosts-dir") {
-        opts.hosts_dir = next();
-      } else if (a == "--plain-http") {
-        opts.plain_http = true;
-      } else if (a == "--docker-config") {
-        opts.docker_config = next();
-      } else if (a == "-h" || a == "--help") {
-        std::fputs(kUsage, stdout);
-        return 0;
-      } else if (!a.starts_with("-") && ref_text.empty()) {
-        ref_text = a;
-      } else {
-        std::fprintf(stderr, "lazysnap index: unexpected argument \"%s\"\n%s", a.c_str(), kUsage);
-        return 2;
-      }
-    }
-    if (ref_text.empty()) {
-      std::fputs(kUsage, stderr);
-      return 2;
-    }
-    if (opts.docker_config.empty() && std::getenv("HOME")) {
-      opts.docker_config = std::string(std::getenv("HOME")) + "/.docker/config.json";
+    if (!span.empty()) build.span = ParseSize(span);
+    if (!chunk_size.empty()) {
+      uint64_t c = ParseSize(chunk_size);
+      if (c > UINT32_MAX) throw Error(ErrorCode::kInvalidArgument, "--chunk-size too large");
+      build.chunk_size = static_cast<uint32_t>(c);
     }
     auto ref = labels::ParseReference(ref_text);
     fetcher::RegistryClient client(ref, opts);

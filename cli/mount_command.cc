@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/file_util.h"
@@ -48,32 +49,11 @@ void UnmountLayers(const std::string& socket, const std::string& layers, size_t 
 int RunMount(const std::vector<std::string>& args) {
   std::string ref_text, dir, socket = kDefaultSocket;
   fetcher::RegistryOptions opts;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto next = [&]() -> std::string { return i + 1 < args.size() ? args[++i] : ""; };
-    if (a == "--socket") {
-      socket = next();
-    } else if (a == "--hosts-dir") {
-      opts.hosts_dir = next();
-    } else if (a == "--plain-http") {
-      opts.plain_http = true;
-    } else if (a == "--docker-config") {
-      opts.docker_config = next();
-    } else if (!a.starts_with("-") && ref_text.empty()) {
-      ref_text = a;
-    } else if (!a.starts_with("-") && dir.empty()) {
-      dir = a;
-    } else {
-      std::fputs(kUsage, stderr);
-      return 2;
-    }
-  }
-  if (ref_text.empty() || dir.empty() || dir.front() != '/') {
-    std::fputs(kUsage, stderr);
-    if (!dir.empty() && dir.front() != '/')
-      std::fputs("lazysnap mount: <dir> must be absolute\n", stderr);
-    return 2;
-  }
+  ArgParser p("mount", kUsage);
+  p.Value("--socket", &socket).Registry(&opts).Positional(&ref_text).Positional(&dir);
+  if (auto rc = p.Parse(args)) return *rc;
+  if (ref_text.empty() || dir.empty()) return p.UsageError();
+  if (dir.front() != '/') return p.UsageError("<dir> must be absolute");
   std::string layers = LayersDir(dir);
   size_t mounted = 0;
   try {
@@ -121,20 +101,10 @@ int RunMount(const std::vector<std::string>& args) {
 
 int RunUmount(const std::vector<std::string>& args) {
   std::string dir, socket = kDefaultSocket;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--socket" && i + 1 < args.size()) {
-      socket = args[++i];
-    } else if (!args[i].starts_with("-") && dir.empty()) {
-      dir = args[i];
-    } else {
-      std::fputs(kUsage, stderr);
-      return 2;
-    }
-  }
-  if (dir.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  ArgParser p("umount", kUsage);
+  p.Value("--socket", &socket).Positional(&dir);
+  if (auto rc = p.Parse(args)) return *rc;
+  if (dir.empty()) return p.UsageError();
   if (::umount2(dir.c_str(), 0) != 0 && errno != EINVAL) {
     std::fprintf(stderr, "lazysnap umount: %s: %s\n", dir.c_str(), std::strerror(errno));
     return 1;

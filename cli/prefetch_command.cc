@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <map>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/file_util.h"
@@ -26,24 +27,10 @@ constexpr const char* kUsage =
 
 int RunPrefetch(const std::vector<std::string>& args) {
   std::string socket = "/run/lazysnap/fused.sock", output, ref_text;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if ((a == "--socket" || a == "--output" || a == "-o") && i + 1 < args.size()) {
-      (a == "--socket" ? socket : output) = args[++i];
-    } else if (a == "-h" || a == "--help") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    } else if (!a.starts_with("-") && ref_text.empty()) {
-      ref_text = a;
-    } else {
-      std::fputs(kUsage, stderr);
-      return 2;
-    }
-  }
-  if (ref_text.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  ArgParser p("prefetch", kUsage);
+  p.Value("--socket", &socket).Value("-o|--output", &output).Positional(&ref_text);
+  if (auto rc = p.Parse(args)) return *rc;
+  if (ref_text.empty()) return p.UsageError();
   try {
     std::string want = labels::ParseReference(ref_text).Canonical();
     nlohmann::json reply =

@@ -2,6 +2,7 @@
 // bytes fetched from the registry, bytes served to readers, cache hits — and the chunk cache.
 #include <cstdio>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "common/error.h"
 #include "lazy/control.h"
@@ -11,16 +12,9 @@ namespace lazysnap::cli {
 int RunStatus(const std::vector<std::string>& args) {
   std::string socket = "/run/lazysnap/fused.sock";
   bool json = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--socket" && i + 1 < args.size()) {
-      socket = args[++i];
-    } else if (args[i] == "--json") {
-      json = true;
-    } else {
-      std::fputs("usage: lazysnap status [--socket SOCKET] [--json]\n", stderr);
-      return 2;
-    }
-  }
+  ArgParser p("status", "usage: lazysnap status [--socket SOCKET] [--json]\n");
+  p.Value("--socket", &socket).Switch("--json", &json);
+  if (auto rc = p.Parse(args)) return *rc;
   try {
     nlohmann::json s = lazy::CallControl(socket, {{"op", "status"}}, std::chrono::seconds(10));
     s.erase("ok");
