@@ -12,14 +12,17 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/http_server.h"
 #include "common/log.h"
 #include "lazy/control.h"
 #include "lazy/fd_keeper.h"
 #include "lazy/layer_service.h"
+#include "lazy/metrics.h"
 #include "snapshotter/config.h"
 
 namespace {
@@ -115,12 +118,30 @@ int Run(int argc, char** argv) {
   if (slash != std::string::npos && slash > 0) lazysnap::MakeDirs(lz.socket.substr(0, slash));
   lazysnap::lazy::LayerService service(so, log);
 
+  // The scrape endpoint answers from the same status `lazysnap status` shows.
+  std::unique_ptr<lazysnap::HttpServer> metrics;
+  if (!lz.metrics_address.empty()) {
+    metrics = std::make_unique<lazysnap::HttpServer>(
+        lz.metrics_address,
+        [&service](const std::string& path) -> lazysnap::HttpResponse {
+          if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found\n"};
+          return {200, "text/plain; version=0.0.4; charset=utf-8",
+                  lazysnap::lazy::PrometheusMetrics(service.Status())};
+        },
+        log);
+    log.Info("metrics served", {{"address", metrics->address()}});
+  }
+
   lazysnap::lazy::ControlServer server(
       lz.socket,
       [&](const nlohmann::json& req) -> nlohmann::json {
         std::string op = Str(req, "op");
         if (op == "ping") return nlohmann::json::object();
-        if (op == "status") return service.Status();
+        if (op == "status") {
+          nlohmann::json s = service.Status();
+          if (metrics) s["metrics_address"] = metrics->address();
+          return s;
+        }
         if (op == "start-reads") return service.StartReads();
         if (op == "prepare") return {{"indexed", service.Prepare(Ref(req))}};
         if (op == "mount") {

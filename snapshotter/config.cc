@@ -105,7 +105,8 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
                  "prefetch",
                  "prefetch_record_s",
                  "keep_connections",
-                 "keep_connections_s"},
+                 "keep_connections_s",
+                 "metrics_address"},
                 "lazy.", origin);
   LazySettings l;
   l.enable = GetBool(t, "enable", "lazy.", origin, l.enable);
@@ -134,6 +135,7 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
   l.prefetch_record_s = GetInt(t, "prefetch_record_s", "lazy.", origin, l.prefetch_record_s, 0);
   l.keep_connections = GetBool(t, "keep_connections", "lazy.", origin, l.keep_connections);
   l.keep_connections_s = GetInt(t, "keep_connections_s", "lazy.", origin, l.keep_connections_s, 0);
+  l.metrics_address = GetString(t, "metrics_address", origin, l.metrics_address);
   for (const std::string* p : {&l.socket, &l.root, &l.cache_dir}) {
     if (p->empty() || p->front() != '/')
       Fail(origin, "lazy paths (socket, root, cache_dir) must be absolute, got \"" + *p + "\"");

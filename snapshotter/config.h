@@ -64,6 +64,9 @@ struct LazySettings {
   // then they fail (ENOTCONN / EIO).
   bool keep_connections = true;
   int64_t keep_connections_s = 300;
+  // Where lazysnap-fused serves Prometheus metrics (GET /metrics), "HOST:PORT" (numeric IPv4 or
+  // [IPv6]; port 0: any free one). Empty: no metrics endpoint.
+  std::string metrics_address;
 };
 
 struct DaemonConfig {

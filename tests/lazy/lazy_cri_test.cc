@@ -29,6 +29,7 @@
 #include "tests/support/containerd.h"
 #include "tests/support/cri_client.h"
 #include "tests/support/fused.h"
+#include "tests/support/http_client.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/oci_image.h"
 #include "tests/support/pseudo_random.h"
@@ -244,7 +245,7 @@ std::vector<std::string> LayerGets(const Registry& reg, const PushedImage& img, 
 
 TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
   EXPECT_NE(index_output_->find("pushed index artifact"), std::string::npos) << *index_output_;
-  LazyStack stack(*registry_);
+  LazyStack stack(*registry_, std::string(kNoBackground) + "metrics_address = \"127.0.0.1:0\"\n");
   auto& [fused, daemon, containerd] = stack;
   size_t before = registry_->Requests().size();
   CriImageClient(containerd.address()).Pull(image_->ref);
@@ -289,6 +290,23 @@ TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
   }
   for (const auto& r : LayerGets(*registry_, *image_, before_run)) {
     EXPECT_EQ(r.find("HTTP/1.1\" 200"), std::string::npos) << "whole-blob GET: " << r;
+  }
+  // The same numbers on lazysnap-fused's Prometheus endpoint (nothing reads meanwhile).
+  std::string metrics = HttpGet(st["metrics_address"], "/metrics");
+  EXPECT_NE(metrics.find("lazysnap_layers_mounted " + std::to_string(image_->layer_digests.size()) +
+                         "\n"),
+            std::string::npos)
+      << metrics;
+  for (const auto& l : st["layers"]) {
+    std::string labels = "{layer=\"" + l["layer"].get<std::string>() + "\",image=\"" + image_->ref +
+                         "\",path=\"kernel-erofs\"} ";
+    for (const auto& [key, name] : {std::pair{"bytes_fetched", "fetched_bytes_total"},
+                                    {"bytes_served", "served_bytes_total"},
+                                    {"requests", "fetch_requests_total"}}) {
+      std::string sample = "lazysnap_layer_" + std::string(name) + labels +
+                           std::to_string(l[key].get<uint64_t>()) + "\n";
+      EXPECT_NE(metrics.find(sample), std::string::npos) << sample << metrics;
+    }
   }
 
   // Byte for byte: the lazy tree vs containerd's own overlayfs snapshotter after a full pull.

@@ -104,6 +104,7 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_EQ(d.lazy.prefetch_record_s, 30);
   EXPECT_TRUE(d.lazy.keep_connections);
   EXPECT_EQ(d.lazy.keep_connections_s, 300);
+  EXPECT_EQ(d.lazy.metrics_address, "");
   auto c = ParseDaemonConfig(
       "[lazy]\nenable = true\nsocket = \"/run/f.sock\"\nroot = \"/srv/lazy\"\n"
       "cache_dir = \"/srv/cache\"\ncache_max_mb = 512\nplain_http = [\"127.0.0.1:5000\", "
@@ -111,7 +112,7 @@ TEST(DaemonConfig, LazySection) {
       "span_store_mb = 0\nreadahead_spans = 0\nreadahead_threads = 1\nread_ahead_kb = 128\n"
       "splice_reads = false\nbackground_fetch = false\nbackground_fetch_delay_s = 0\n"
       "background_fetch_mb_per_s = 0\nprefetch = false\nprefetch_record_s = 0\n"
-      "keep_connections = false\nkeep_connections_s = 0\n",
+      "keep_connections = false\nkeep_connections_s = 0\nmetrics_address = \"127.0.0.1:9199\"\n",
       "t.toml");
   EXPECT_TRUE(c.lazy.enable);
   EXPECT_EQ(c.lazy.socket, "/run/f.sock");
@@ -134,6 +135,7 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_EQ(c.lazy.prefetch_record_s, 0);
   EXPECT_FALSE(c.lazy.keep_connections);
   EXPECT_EQ(c.lazy.keep_connections_s, 0);
+  EXPECT_EQ(c.lazy.metrics_address, "127.0.0.1:9199");
 }
 
 TEST(DaemonConfig, LazyErrors) {
