@@ -41,6 +41,16 @@ TEST(DaemonConfig, Errors) {
   ExpectError("root = ", "line 1");
 }
 
+TEST(DaemonConfig, TheSampleConfigLoadsWithTheDefaults) {
+  // contrib/config.toml documents every key with its default: it must load and say the same.
+  DaemonConfig c = LoadDaemonConfig(LAZYSNAP_SOURCE_DIR "/contrib/config.toml", true);
+  DaemonConfig d;
+  EXPECT_EQ(c.lazy.keep_connections_s, d.lazy.keep_connections_s);
+  EXPECT_EQ(c.lazy.metrics_address, d.lazy.metrics_address);
+  EXPECT_EQ(c.lazy.prefetch_record_s, d.lazy.prefetch_record_s);
+  EXPECT_EQ(c.lazy.read_timeout_s, d.lazy.read_timeout_s);
+}
+
 TEST(DaemonConfig, MissingFile) {
   EXPECT_EQ(LoadDaemonConfig("/nonexistent/c.toml", false).root, "/var/lib/lazysnap");
   EXPECT_THROW(LoadDaemonConfig("/nonexistent/c.toml", true), Error);
