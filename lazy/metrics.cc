@@ -1,7 +1,6 @@
 #include "lazy/metrics.h"
 
-#include <cmath>
-#include <cstdio>
+#include "common/prometheus.h"
 
 namespace lazysnap::lazy {
 namespace {
@@ -60,37 +59,6 @@ constexpr Metric kCacheMetrics[] = {
     {"max_bytes", "lazysnap_cache_max_bytes", "gauge", "The chunk cache's bound."},
 };
 
-// A label value with \, " and newline escaped, as the format requires.
-std::string Escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\\' || c == '"') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-std::string Number(double v) {
-  char buf[64];
-  if (std::fabs(v) < 9e18 && v == std::floor(v)) {  // counts: exact, no exponent
-    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
-  } else {
-    std::snprintf(buf, sizeof buf, "%.15g", v);
-  }
-  return buf;
-}
-
-void Header(std::string& out, const Metric& m) {
-  out +=
-      std::string("# HELP ") + m.name + " " + m.help + "\n# TYPE " + m.name + " " + m.type + "\n";
-}
-
 double Value(const nlohmann::json& obj, const Metric& m) {
   auto it = obj.find(m.key);
   if (it == obj.end() || !it->is_number()) return 0;
@@ -101,28 +69,27 @@ double Value(const nlohmann::json& obj, const Metric& m) {
 }  // namespace
 
 std::string PrometheusMetrics(const nlohmann::json& status) {
-  std::string out;
+  PrometheusText out;
   const nlohmann::json empty = nlohmann::json::array();
   const nlohmann::json& layers = status.contains("layers") ? status["layers"] : empty;
-  out +=
-      "# HELP lazysnap_layers_mounted Layers lazysnap-fused serves.\n"
-      "# TYPE lazysnap_layers_mounted gauge\nlazysnap_layers_mounted " +
-      std::to_string(layers.size()) + "\n";
+  out.Family("lazysnap_layers_mounted", "gauge", "Layers lazysnap-fused serves.")
+      .Sample("lazysnap_layers_mounted", static_cast<double>(layers.size()));
   for (const Metric& m : kLayerMetrics) {
-    Header(out, m);
+    out.Family(m.name, m.type, m.help);
     for (const auto& l : layers) {
-      out += std::string(m.name) + "{layer=\"" + Escape(l.value("layer", "")) + "\",image=\"" +
-             Escape(l.value("image", "")) + "\",path=\"" + Escape(l.value("path", "")) + "\"} " +
-             Number(Value(l, m)) + "\n";
+      out.Sample(m.name,
+                 {{"layer", l.value("layer", "")},
+                  {"image", l.value("image", "")},
+                  {"path", l.value("path", "")}},
+                 Value(l, m));
     }
   }
   if (status.contains("cache")) {
     for (const Metric& m : kCacheMetrics) {
-      Header(out, m);
-      out += std::string(m.name) + " " + Number(Value(status["cache"], m)) + "\n";
+      out.Family(m.name, m.type, m.help).Sample(m.name, Value(status["cache"], m));
     }
   }
-  return out;
+  return out.str();
 }
 
 }  // namespace lazysnap::lazy

@@ -1,0 +1,57 @@
+#include "common/prometheus.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace lazysnap {
+namespace {
+
+std::string Escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+std::string Number(double v) {
+  char buf[64];
+  if (std::fabs(v) < 9e18 && v == std::floor(v)) {  // counts: exact, no exponent
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.15g", v);
+  }
+  return buf;
+}
+
+}  // namespace
+
+PrometheusText& PrometheusText::Family(const std::string& name, const char* type,
+                                       const char* help) {
+  out_ += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  return *this;
+}
+
+PrometheusText& PrometheusText::Sample(const std::string& name, const PrometheusLabels& labels,
+                                       double value) {
+  out_ += name;
+  if (!labels.empty()) {
+    out_ += '{';
+    for (size_t i = 0; i < labels.size(); ++i) {
+      if (i) out_ += ',';
+      out_ += labels[i].first + "=\"" + Escape(labels[i].second) + "\"";
+    }
+    out_ += '}';
+  }
+  out_ += " " + Number(value) + "\n";
+  return *this;
+}
+
+}  // namespace lazysnap
