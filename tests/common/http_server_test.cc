@@ -96,12 +96,7 @@ TEST_F(HttpServerTest, AConnectionThatSaysNothingIsDroppedAndOthersAreServedAfte
   // A client connects and sends nothing; the next scrape still gets its answer (after the
   // silent one times out at 5 s at the latest).
   std::string addr = server_.address();
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(std::stoi(addr.substr(addr.rfind(':') + 1))));
-  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-  UniqueFd silent(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_EQ(::connect(silent.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  UniqueFd silent = testing::HttpConnect(addr);
   auto next = std::async(std::launch::async, [&] { return HttpGet(addr, "/metrics"); });
   ASSERT_EQ(next.wait_for(std::chrono::seconds(15)), std::future_status::ready);
   EXPECT_EQ(next.get(), "m 1\n");

@@ -11,7 +11,7 @@
 
 namespace lazysnap::testing {
 
-std::string HttpExchange(const std::string& address, const std::string& request) {
+UniqueFd HttpConnect(const std::string& address) {
   size_t colon = address.rfind(':');
   if (colon == std::string::npos) throw Error(ErrorCode::kInvalidArgument, "bad " + address);
   sockaddr_in a{};
@@ -24,6 +24,11 @@ std::string HttpExchange(const std::string& address, const std::string& request)
   ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
     ThrowErrno("connect " + address);
+  return s;
+}
+
+std::string HttpExchange(const std::string& address, const std::string& request) {
+  UniqueFd s = HttpConnect(address);
   for (size_t off = 0; off < request.size();) {
     ssize_t n = ::send(s.get(), request.data() + off, request.size() - off, MSG_NOSIGNAL);
     if (n <= 0) break;  // the server may close early on a bad request: read what it said

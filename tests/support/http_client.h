@@ -4,7 +4,12 @@
 
 #include <string>
 
+#include "common/unique_fd.h"
+
 namespace lazysnap::testing {
+
+// A TCP connection to `address` ("HOST:PORT", numeric IPv4). Throws Error when it cannot connect.
+UniqueFd HttpConnect(const std::string& address);
 
 // `address`: "HOST:PORT", numeric IPv4. Throws Error when it cannot connect.
 std::string HttpExchange(const std::string& address, const std::string& request);
