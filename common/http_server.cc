@@ -17,6 +17,9 @@
 namespace lazysnap {
 namespace {
 
+// Concurrent connections served; more wait in the listen backlog.
+constexpr int kServerThreads = 4;
+
 bool IsTokenChar(char c) {  // RFC 9110 tchar
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
@@ -142,12 +145,15 @@ HttpServer::HttpServer(const std::string& address, Handler handler, const Logger
   if (::pipe2(p, O_CLOEXEC) != 0) ThrowErrno("pipe");
   stop_read_.reset(p[0]);
   stop_write_.reset(p[1]);
-  thread_ = std::thread([this] { Loop(); });
+  // Every thread polls the listening socket; it is non-blocking so that the ones that lose the
+  // race for a connection go back to polling instead of blocking in accept.
+  if (::fcntl(listen_.get(), F_SETFL, O_NONBLOCK) != 0) ThrowErrno("fcntl O_NONBLOCK");
+  for (int i = 0; i < kServerThreads; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
 HttpServer::~HttpServer() {
-  stop_write_.reset();  // the loop sees the pipe's EOF
-  thread_.join();
+  stop_write_.reset();  // every loop sees the pipe's EOF
+  for (auto& t : threads_) t.join();
 }
 
 void HttpServer::Loop() {
@@ -159,8 +165,9 @@ void HttpServer::Loop() {
     }
     if (fds[1].revents) return;
     if (!(fds[0].revents & POLLIN)) continue;
+    // Accepted sockets do not inherit O_NONBLOCK: Serve's reads block (with a timeout).
     UniqueFd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (c) Serve(c.get());
+    if (c) Serve(c.get());  // else EAGAIN: another thread took it
   }
 }
 

@@ -1,7 +1,8 @@
 // A small HTTP/1.x server for scrape endpoints (Prometheus' /metrics): GET and HEAD only, one
-// request per connection (Connection: close), answered one at a time on a thread of its own.
-// A request head over 8 KiB, malformed, or slower than 5 s is refused or dropped; the handler
-// only ever sees a well-formed path.
+// request per connection (Connection: close), answered by a few threads of its own, so a client
+// that connects and says nothing holds up one of them, not every scrape. A request head over
+// 8 KiB, malformed, or slower than 5 s is refused or dropped; the handler only ever sees a
+// well-formed path, and may be called from several threads at once.
 #pragma once
 
 #include <functional>
@@ -9,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/log.h"
 #include "common/unique_fd.h"
@@ -35,7 +37,7 @@ struct HttpResponse {
 
 class HttpServer {
  public:
-  // Called with the request's path; throwing answers 500.
+  // Called with the request's path, possibly concurrently; throwing answers 500.
   using Handler = std::function<HttpResponse(const std::string& path)>;
 
   // Listens on `address`, "HOST:PORT" with a numeric IPv4 host or "[IPv6]:PORT"; port 0 takes a
@@ -56,7 +58,7 @@ class HttpServer {
   const Logger& log_;
   std::string bound_;
   UniqueFd listen_, stop_read_, stop_write_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace lazysnap
