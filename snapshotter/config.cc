@@ -180,10 +180,12 @@ DaemonConfig ParseDaemonConfig(const std::string& text, const std::string& origi
     Fail(origin,
          std::string(e.description()) + " at line " + std::to_string(e.source().begin.line));
   }
-  RejectUnknown(t, {"root", "address", "log_level", "proxy", "lazy"}, "", origin);
+  RejectUnknown(t, {"root", "address", "log_level", "metrics_address", "proxy", "lazy"}, "",
+                origin);
   DaemonConfig c;
   c.root = GetString(t, "root", origin, c.root);
   c.address = GetString(t, "address", origin, c.address);
+  c.metrics_address = GetString(t, "metrics_address", origin, c.metrics_address);
   std::string level = GetString(t, "log_level", origin, "info");
   try {
     c.log_level = ParseLogLevel(level);

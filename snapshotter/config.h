@@ -73,6 +73,9 @@ struct DaemonConfig {
   std::string root = "/var/lib/lazysnap";               // snapshots, metadata.db
   std::string address = "/run/lazysnap/lazysnap.sock";  // gRPC unix socket containerd dials
   LogLevel log_level = LogLevel::kInfo;
+  // Where lazysnapd serves Prometheus metrics (GET /metrics), "HOST:PORT" (numeric IPv4 or
+  // [IPv6]; port 0: any free one, logged). Empty: no metrics endpoint.
+  std::string metrics_address;
   ProxySettings proxy;
   LazySettings lazy;
 };

@@ -1,5 +1,7 @@
 #include "snapshotter/grpc_service.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 
 namespace lazysnap::snapshotter {
@@ -61,8 +63,71 @@ grpc::StatusCode ToGrpcCode(ErrorCode code) {
   return grpc::StatusCode::UNKNOWN;
 }
 
+const char* RpcName(Rpc rpc) {
+  static constexpr const char* kNames[kRpcCount] = {"Prepare", "View",   "Mounts", "Commit",
+                                                    "Remove",  "Stat",   "Update", "List",
+                                                    "Usage",   "Cleanup"};
+  int i = static_cast<int>(rpc);
+  return i >= 0 && i < kRpcCount ? kNames[i] : "unknown";
+}
+
+const char* GrpcCodeName(int code) {
+  static constexpr const char* kNames[kGrpcCodeCount] = {"OK",
+                                                         "CANCELLED",
+                                                         "UNKNOWN",
+                                                         "INVALID_ARGUMENT",
+                                                         "DEADLINE_EXCEEDED",
+                                                         "NOT_FOUND",
+                                                         "ALREADY_EXISTS",
+                                                         "PERMISSION_DENIED",
+                                                         "RESOURCE_EXHAUSTED",
+                                                         "FAILED_PRECONDITION",
+                                                         "ABORTED",
+                                                         "OUT_OF_RANGE",
+                                                         "UNIMPLEMENTED",
+                                                         "INTERNAL",
+                                                         "UNAVAILABLE",
+                                                         "DATA_LOSS",
+                                                         "UNAUTHENTICATED"};
+  return code >= 0 && code < kGrpcCodeCount ? kNames[code] : "UNKNOWN";
+}
+
+void RequestCounters::Record(Rpc rpc, grpc::StatusCode code, std::chrono::nanoseconds took) {
+  int c = static_cast<int>(code);
+  if (c < 0 || c >= kGrpcCodeCount) c = static_cast<int>(grpc::StatusCode::UNKNOWN);
+  auto& row = counts_[static_cast<size_t>(rpc)];
+  row[static_cast<size_t>(c)].fetch_add(1, std::memory_order_relaxed);
+  nanos_[static_cast<size_t>(rpc)].fetch_add(
+      static_cast<uint64_t>(std::max<int64_t>(took.count(), 0)), std::memory_order_relaxed);
+}
+
+uint64_t RequestCounters::Count(Rpc rpc, int code) const {
+  return counts_[static_cast<size_t>(rpc)][static_cast<size_t>(code)].load(
+      std::memory_order_relaxed);
+}
+
+uint64_t RequestCounters::Count(Rpc rpc) const {
+  uint64_t n = 0;
+  for (int c = 0; c < kGrpcCodeCount; ++c) n += Count(rpc, c);
+  return n;
+}
+
+double RequestCounters::Seconds(Rpc rpc) const {
+  return static_cast<double>(nanos_[static_cast<size_t>(rpc)].load(std::memory_order_relaxed)) /
+         1e9;
+}
+
 template <typename Fn>
-grpc::Status SnapshotsService::Handle(const char* method, const std::string& key, Fn&& fn) {
+grpc::Status SnapshotsService::Handle(Rpc rpc, const std::string& key, Fn&& fn) {
+  auto start = std::chrono::steady_clock::now();
+  grpc::Status status = Answer(rpc, key, std::forward<Fn>(fn));
+  requests_.Record(rpc, status.error_code(), std::chrono::steady_clock::now() - start);
+  return status;
+}
+
+template <typename Fn>
+grpc::Status SnapshotsService::Answer(Rpc rpc, const std::string& key, Fn&& fn) {
+  const char* method = RpcName(rpc);
   try {
     fn();
     return grpc::Status::OK;
@@ -82,7 +147,7 @@ grpc::Status SnapshotsService::Handle(const char* method, const std::string& key
 
 grpc::Status SnapshotsService::Prepare(grpc::ServerContext*, const pb::PrepareSnapshotRequest* req,
                                        pb::PrepareSnapshotResponse* resp) {
-  return Handle("Prepare", req->key(), [&] {
+  return Handle(Rpc::kPrepare, req->key(), [&] {
     ToProto(sn_.Prepare(req->key(), req->parent(), ToLabels(req->labels())),
             resp->mutable_mounts());
   });
@@ -90,36 +155,37 @@ grpc::Status SnapshotsService::Prepare(grpc::ServerContext*, const pb::PrepareSn
 
 grpc::Status SnapshotsService::View(grpc::ServerContext*, const pb::ViewSnapshotRequest* req,
                                     pb::ViewSnapshotResponse* resp) {
-  return Handle("View", req->key(), [&] {
+  return Handle(Rpc::kView, req->key(), [&] {
     ToProto(sn_.View(req->key(), req->parent(), ToLabels(req->labels())), resp->mutable_mounts());
   });
 }
 
 grpc::Status SnapshotsService::Mounts(grpc::ServerContext*, const pb::MountsRequest* req,
                                       pb::MountsResponse* resp) {
-  return Handle("Mounts", req->key(),
+  return Handle(Rpc::kMounts, req->key(),
                 [&] { ToProto(sn_.Mounts(req->key()), resp->mutable_mounts()); });
 }
 
 grpc::Status SnapshotsService::Commit(grpc::ServerContext*, const pb::CommitSnapshotRequest* req,
                                       google::protobuf::Empty*) {
-  return Handle("Commit", req->key(),
+  return Handle(Rpc::kCommit, req->key(),
                 [&] { sn_.Commit(req->name(), req->key(), ToLabels(req->labels())); });
 }
 
 grpc::Status SnapshotsService::Remove(grpc::ServerContext*, const pb::RemoveSnapshotRequest* req,
                                       google::protobuf::Empty*) {
-  return Handle("Remove", req->key(), [&] { sn_.Remove(req->key()); });
+  return Handle(Rpc::kRemove, req->key(), [&] { sn_.Remove(req->key()); });
 }
 
 grpc::Status SnapshotsService::Stat(grpc::ServerContext*, const pb::StatSnapshotRequest* req,
                                     pb::StatSnapshotResponse* resp) {
-  return Handle("Stat", req->key(), [&] { ToProto(sn_.Stat(req->key()), resp->mutable_info()); });
+  return Handle(Rpc::kStat, req->key(),
+                [&] { ToProto(sn_.Stat(req->key()), resp->mutable_info()); });
 }
 
 grpc::Status SnapshotsService::Update(grpc::ServerContext*, const pb::UpdateSnapshotRequest* req,
                                       pb::UpdateSnapshotResponse* resp) {
-  return Handle("Update", req->info().name(), [&] {
+  return Handle(Rpc::kUpdate, req->info().name(), [&] {
     Info info;
     info.name = req->info().name();
     info.labels = ToLabels(req->info().labels());
@@ -133,7 +199,7 @@ grpc::Status SnapshotsService::List(grpc::ServerContext*, const pb::ListSnapshot
                                     grpc::ServerWriter<pb::ListSnapshotsResponse>* writer) {
   std::string filters;
   for (const auto& f : req->filters()) filters += (filters.empty() ? "" : " | ") + f;
-  return Handle("List", filters, [&] {
+  return Handle(Rpc::kList, filters, [&] {
     FilterSet set = FilterSet::Parse({req->filters().begin(), req->filters().end()});
     pb::ListSnapshotsResponse batch;
     sn_.List(set, [&](const Info& info) {
@@ -149,7 +215,7 @@ grpc::Status SnapshotsService::List(grpc::ServerContext*, const pb::ListSnapshot
 
 grpc::Status SnapshotsService::Usage(grpc::ServerContext*, const pb::UsageRequest* req,
                                      pb::UsageResponse* resp) {
-  return Handle("Usage", req->key(), [&] {
+  return Handle(Rpc::kUsage, req->key(), [&] {
     auto u = sn_.GetUsage(req->key());
     resp->set_size(u.size);
     resp->set_inodes(u.inodes);
@@ -158,7 +224,7 @@ grpc::Status SnapshotsService::Usage(grpc::ServerContext*, const pb::UsageReques
 
 grpc::Status SnapshotsService::Cleanup(grpc::ServerContext*, const pb::CleanupRequest*,
                                        google::protobuf::Empty*) {
-  return Handle("Cleanup", "", [&] { sn_.Cleanup(); });
+  return Handle(Rpc::kCleanup, "", [&] { sn_.Cleanup(); });
 }
 
 }  // namespace lazysnap::snapshotter

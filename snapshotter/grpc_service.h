@@ -2,6 +2,10 @@
 // lazysnap::Error codes to the gRPC status codes containerd's errdefs understands.
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <chrono>
+
 #include "common/error.h"
 #include "common/log.h"
 #include "snapshotter/proto/snapshots.grpc.pb.h"
@@ -10,6 +14,37 @@
 namespace lazysnap::snapshotter {
 
 namespace pb = ::containerd::services::snapshots::v1;
+
+enum class Rpc {
+  kPrepare,
+  kView,
+  kMounts,
+  kCommit,
+  kRemove,
+  kStat,
+  kUpdate,
+  kList,
+  kUsage,
+  kCleanup
+};
+inline constexpr int kRpcCount = 10;
+const char* RpcName(Rpc rpc);  // the snapshots.v1 method name, e.g. "Prepare"
+
+inline constexpr int kGrpcCodeCount = 17;  // OK (0) .. UNAUTHENTICATED (16)
+const char* GrpcCodeName(int code);        // e.g. "NOT_FOUND"
+
+// Requests answered per method and status code, and the time spent on them; thread-safe.
+class RequestCounters {
+ public:
+  void Record(Rpc rpc, grpc::StatusCode code, std::chrono::nanoseconds took);
+  uint64_t Count(Rpc rpc, int code) const;
+  uint64_t Count(Rpc rpc) const;  // all codes
+  double Seconds(Rpc rpc) const;
+
+ private:
+  std::array<std::array<std::atomic<uint64_t>, kGrpcCodeCount>, kRpcCount> counts_{};
+  std::array<std::atomic<uint64_t>, kRpcCount> nanos_{};
+};
 
 class SnapshotsService final : public pb::Snapshots::Service {
  public:
@@ -34,12 +69,17 @@ class SnapshotsService final : public pb::Snapshots::Service {
   grpc::Status Cleanup(grpc::ServerContext*, const pb::CleanupRequest*,
                        google::protobuf::Empty*) override;
 
+  const RequestCounters& requests() const { return requests_; }
+
  private:
   template <typename Fn>
-  grpc::Status Handle(const char* method, const std::string& key, Fn&& fn);
+  grpc::Status Handle(Rpc rpc, const std::string& key, Fn&& fn);
+  template <typename Fn>
+  grpc::Status Answer(Rpc rpc, const std::string& key, Fn&& fn);
 
   Snapshotter& sn_;
   const Logger& log_;
+  RequestCounters requests_;
 };
 
 grpc::StatusCode ToGrpcCode(ErrorCode code);

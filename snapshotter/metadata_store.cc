@@ -253,4 +253,13 @@ int64_t MetadataStore::Count() {
   return st.Int(0);
 }
 
+std::vector<SnapshotTally> MetadataStore::CountByKindAndMode() {
+  SqliteStmt st(db_, "SELECT kind, mode, COUNT(*) FROM snapshots GROUP BY kind, mode");
+  std::vector<SnapshotTally> out;
+  while (st.Step()) {
+    out.push_back({static_cast<Kind>(st.Int(0)), static_cast<LayerMode>(st.Int(1)), st.Int(2)});
+  }
+  return out;
+}
+
 }  // namespace lazysnap::snapshotter

@@ -23,6 +23,13 @@ struct SnapshotRecord {
   std::optional<Usage> usage;  // recorded at commit; active snapshots are measured on demand
 };
 
+// How many snapshots of one kind and mode exist.
+struct SnapshotTally {
+  Kind kind = Kind::kUnknown;
+  LayerMode mode = LayerMode::kNative;
+  int64_t count = 0;
+};
+
 class MetadataStore {
  public:
   // Opens or creates the database; checks its integrity and schema version.
@@ -49,6 +56,7 @@ class MetadataStore {
   void ForEach(const std::function<void(const SnapshotRecord&)>& fn);
   std::vector<int64_t> AllIds();
   int64_t Count();
+  std::vector<SnapshotTally> CountByKindAndMode();  // only the pairs that exist
 
  private:
   SnapshotRecord Load(int64_t id);

@@ -23,6 +23,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
+void Count(std::atomic<uint64_t>& counter) {
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
 // Removes a snapshot directory that no metadata row owns any more; mounts below it are detached
 // first so removal never reaches into a mounted filesystem.
 void RemoveTree(const std::string& dir) {
@@ -81,6 +85,7 @@ std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key
   if (key.empty()) throw Error(ErrorCode::kInvalidArgument, "snapshot key must not be empty");
   ValidateLabels(labels);
   std::lock_guard lock(mu_);
+  const bool layer = labels.contains(labels::kSnapshotRef);  // containerd unpacking an image
   LayerPlan plan;
   if (opts_.planner) {
     std::optional<SnapshotRecord> parent_rec;
@@ -93,6 +98,7 @@ std::vector<Mount> Snapshotter::CreateSnapshot(Kind kind, const std::string& key
   SqliteTxn txn(store_->db());
   SnapshotRecord rec = store_->Create(key, parent, kind, LayerMode::kNative, labels, NowNanos());
   CommitWithDir(txn, rec.id, kind == Kind::kActive);
+  if (layer) Count(counters_.layer_prepares[static_cast<int>(LayerMode::kNative)]);
   log_.Debug(
       "snapshot created",
       {{"key", key}, {"parent", parent}, {"kind", KindName(kind)}, {"id", std::to_string(rec.id)}});
@@ -134,6 +140,8 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
   if (existing) {
     // Another pull (or namespace) recorded the same layer already: containerd's List finds it.
     if (existing->info.kind == Kind::kCommitted && existing->info.parent == req.parent) {
+      Count(counters_.layer_prepares[static_cast<int>(existing->mode)]);
+      Count(counters_.remote_reused);
       throw Error(ErrorCode::kAlreadyExists, "target snapshot \"" + name + "\": already exists");
     }
     throw Error(ErrorCode::kFailedPrecondition, "remote layer " + name + " exists with parent \"" +
@@ -158,6 +166,7 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
       } catch (const std::exception& e2) {
         log_.Warn("snapshot directory left for cleanup", {{"error", e2.what()}});
       }
+      Count(counters_.lazy_fallbacks);
       log_.Warn("lazy layer could not be mounted; unpacking natively",
                 {{"key", req.key}, {"name", name}, {"error", e.what()}});
       return;
@@ -166,6 +175,7 @@ void Snapshotter::CommitRemote(const PrepareRequest& req, const LayerPlan& plan)
     // An empty fs dir keeps overlay lowerdir chains well-formed for anyone who mounts them.
     CommitWithDir(txn, rec.id, false);
   }
+  Count(counters_.layer_prepares[static_cast<int>(plan.mode)]);
   log_.Info("remote layer committed", {{"key", req.key},
                                        {"name", name},
                                        {"parent", req.parent},
@@ -194,11 +204,15 @@ bool Snapshotter::EnsureLazyServed(const SnapshotRecord& layer) {
     if (!opts_.planner) throw Error(ErrorCode::kFailedPrecondition, "no layer planner");
     opts_.planner->Materialize(plan, fs_dir);
   } catch (const std::exception& e) {
+    Count(counters_.lazy_unavailable);
     throw Error(ErrorCode::kUnavailable,
                 "lazy layer " + layer.info.name +
                     " is not served and could not be mounted again: " + e.what());
   }
-  if (!erofs) log_.Warn("lazy layer was not served; mounted it again", {{"name", layer.info.name}});
+  if (!erofs) {
+    Count(counters_.lazy_remounts);
+    log_.Warn("lazy layer was not served; mounted it again", {{"name", layer.info.name}});
+  }
   struct statfs now;
   return ::statfs(fs_dir.c_str(), &now) == 0 && now.f_type == kErofsSuperMagic;
 }
@@ -354,6 +368,11 @@ int Snapshotter::Cleanup() {
     ++removed;
   }
   return removed;
+}
+
+std::vector<SnapshotTally> Snapshotter::Tally() {
+  std::lock_guard lock(mu_);
+  return store_->CountByKindAndMode();
 }
 
 }  // namespace lazysnap::snapshotter

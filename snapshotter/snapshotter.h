@@ -3,6 +3,8 @@
 // serialised by one mutex (metadata changes are short; directory I/O outside of SQLite is bounded).
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -26,6 +28,18 @@ struct SnapshotterOptions {
   RemoteMountBuilder* remote_mounts = nullptr;  // required when the planner can return remote modes
 };
 
+// What the snapshotter decided since it started, for lazysnapd's metrics. Written under the
+// snapshotter's lock, read without it.
+struct SnapshotterCounters {
+  // Layer Prepares (those with containerd.io/snapshot.ref) answered, by LayerMode: how each layer
+  // came to exist. A lazy layer that could not be mounted counts as native.
+  std::array<std::atomic<uint64_t>, 3> layer_prepares{};
+  std::atomic<uint64_t> remote_reused{0};     // ...of which the remote layer was already recorded
+  std::atomic<uint64_t> lazy_fallbacks{0};    // lazy layers unpacked natively: mount failed
+  std::atomic<uint64_t> lazy_remounts{0};     // lazy layers found unserved and mounted again
+  std::atomic<uint64_t> lazy_unavailable{0};  // ...and those that could not be: Mounts refused
+};
+
 class Snapshotter {
  public:
   // Takes an exclusive lock on the root (Error(kUnavailable) if another daemon holds it) and opens
@@ -45,6 +59,9 @@ class Snapshotter {
   Usage GetUsage(const std::string& key);
   // Removes directories under snapshots/ that no snapshot owns (left by crashes or removals).
   int Cleanup();
+  // How many snapshots exist, by kind and mode (only the pairs that exist).
+  std::vector<SnapshotTally> Tally();
+  const SnapshotterCounters& counters() const { return counters_; }
 
   const std::string& root() const { return opts_.root; }
   std::string SnapshotDir(int64_t id) const;
@@ -70,6 +87,7 @@ class Snapshotter {
   UniqueFd lock_fd_;
   std::mutex mu_;
   std::unique_ptr<MetadataStore> store_;
+  SnapshotterCounters counters_;
 };
 
 // containerd's label rule: key + value at most 4096 bytes, key not empty.

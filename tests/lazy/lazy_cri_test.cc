@@ -59,7 +59,7 @@ constexpr const char* kNoBackground = "background_fetch = false\n";
 struct LazyStack {
   explicit LazyStack(const Registry& reg, const std::string& fused_config = kNoBackground)
       : fused({reg.host()}, kReadTimeoutS, fused_config),
-        daemon(fused.config()),
+        daemon("metrics_address = \"127.0.0.1:0\"\n" + fused.config()),
         containerd({.snapshotter_socket = daemon.socket(),
                     .cri = true,
                     .mirror_host = reg.host(),
@@ -252,7 +252,16 @@ TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
   EXPECT_TRUE(LayerGets(*registry_, *image_, before).empty())
       << "the pull downloaded layer bytes: " << LayerGets(*registry_, *image_, before).front();
 
-  // Every layer is served by lazysnap-fused.
+  // Every layer is served by lazysnap-fused; lazysnapd's metrics count them as lazy.
+  std::string decided = HttpGet(daemon.MetricsAddress(), "/metrics");
+  const std::string layers = std::to_string(image_->layer_digests.size());
+  for (const std::string& sample :
+       {"lazysnapd_layer_prepares_total{mode=\"lazy\"} " + layers,
+        "lazysnapd_snapshots{kind=\"committed\",mode=\"lazy\"} " + layers,
+        std::string("lazysnapd_layer_prepares_total{mode=\"native\"} 0"),
+        std::string("lazysnapd_lazy_fallbacks_total 0")}) {
+    EXPECT_NE(decided.find(sample + "\n"), std::string::npos) << sample << decided;
+  }
   nlohmann::json st = fused.Status();
   ASSERT_EQ(st["layers"].size(), image_->layer_digests.size()) << st.dump();
   std::map<std::string, std::string> mount_of;  // layer digest -> mountpoint
@@ -646,6 +655,11 @@ TEST_F(LazyCriTest, ImageWithoutIndexFallsBackToNative) {
       120, "k8s.io");
   EXPECT_NE(out.find("not indexed"), std::string::npos) << out;
   EXPECT_NE(daemon.ReadLog().find("unpacking natively"), std::string::npos);
+  std::string decided = HttpGet(daemon.MetricsAddress(), "/metrics");
+  for (const char* sample : {"lazysnapd_layer_prepares_total{mode=\"native\"} 2\n",
+                             "lazysnapd_layer_prepares_total{mode=\"lazy\"} 0\n"}) {
+    EXPECT_NE(decided.find(sample), std::string::npos) << sample << decided;
+  }
   // lazysnap-fused down: pulls still work, natively.
   fused.Stop();
   CriImageClient(containerd.address()).Remove(plain.ref);

@@ -16,7 +16,10 @@ TEST(DaemonConfig, Defaults) {
 
 TEST(DaemonConfig, Values) {
   auto c = ParseDaemonConfig(
-      "root = \"/srv/ls\"\naddress = \"/run/x.sock\"\nlog_level = \"debug\"\n", "t.toml");
+      "root = \"/srv/ls\"\naddress = \"/run/x.sock\"\nlog_level = \"debug\"\n"
+      "metrics_address = \"127.0.0.1:9101\"\n",
+      "t.toml");
+  EXPECT_EQ(c.metrics_address, "127.0.0.1:9101");
   EXPECT_EQ(c.root, "/srv/ls");
   EXPECT_EQ(c.address, "/run/x.sock");
   EXPECT_EQ(c.log_level, LogLevel::kDebug);
@@ -36,6 +39,7 @@ void ExpectError(const std::string& text, const std::string& needle) {
 TEST(DaemonConfig, Errors) {
   ExpectError("rot = \"/x\"", "unknown key \"rot\"");
   ExpectError("root = 5", "\"root\" must be a string");
+  ExpectError("metrics_address = 9101", "\"metrics_address\" must be a string");
   ExpectError("root = \"relative\"", "absolute");
   ExpectError("log_level = \"loud\"", "loud");
   ExpectError("root = ", "line 1");
@@ -45,6 +49,7 @@ TEST(DaemonConfig, TheSampleConfigLoadsWithTheDefaults) {
   // contrib/config.toml documents every key with its default: it must load and say the same.
   DaemonConfig c = LoadDaemonConfig(LAZYSNAP_SOURCE_DIR "/contrib/config.toml", true);
   DaemonConfig d;
+  EXPECT_EQ(c.metrics_address, d.metrics_address);
   EXPECT_EQ(c.lazy.keep_connections_s, d.lazy.keep_connections_s);
   EXPECT_EQ(c.lazy.metrics_address, d.lazy.metrics_address);
   EXPECT_EQ(c.lazy.prefetch_record_s, d.lazy.prefetch_record_s);

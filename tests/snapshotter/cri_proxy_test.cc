@@ -12,6 +12,7 @@
 #include "snapshotter/proto/snapshots.grpc.pb.h"
 #include "tests/support/containerd.h"
 #include "tests/support/cri_client.h"
+#include "tests/support/http_client.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/oci_image.h"
 #include "tests/support/registry.h"
@@ -72,7 +73,7 @@ Registry* CriProxyTest::registry_ = nullptr;
 PushedImage* CriProxyTest::image_ = nullptr;
 
 TEST_F(CriProxyTest, PullDownloadsNoLayerAndContainerGetsKataMount) {
-  LazysnapdProcess daemon(Config("native"));
+  LazysnapdProcess daemon("metrics_address = \"127.0.0.1:0\"\n" + Config("native"));
   Containerd containerd({.snapshotter_socket = daemon.socket(),
                          .cri = true,
                          .mirror_host = registry_->host(),
@@ -81,6 +82,13 @@ TEST_F(CriProxyTest, PullDownloadsNoLayerAndContainerGetsKataMount) {
   CriImageClient cri(containerd.address());
   cri.Pull(image_->ref);
   EXPECT_EQ(BlobGets().size(), gets_before) << "a layer blob was downloaded";
+  // lazysnapd's metrics say how the layers were answered.
+  std::string metrics = HttpGet(daemon.MetricsAddress(), "/metrics");
+  for (const char* sample : {"lazysnapd_layer_prepares_total{mode=\"proxy\"} 3\n",
+                             "lazysnapd_layer_prepares_total{mode=\"native\"} 0\n",
+                             "lazysnapd_snapshots{kind=\"committed\",mode=\"proxy\"} 3\n"}) {
+    EXPECT_NE(metrics.find(sample), std::string::npos) << sample << metrics;
+  }
 
   auto snaps = ListSnapshots(daemon.socket());
   ASSERT_EQ(snaps.size(), 3u);

@@ -13,6 +13,7 @@
 #include "common/process.h"
 #include "common/temp_dir.h"
 #include "snapshotter/proto/snapshots.grpc.pb.h"
+#include "tests/support/http_client.h"
 #include "tests/support/lazysnapd.h"
 #include "tests/support/registry.h"
 
@@ -23,7 +24,7 @@ namespace pb = ::containerd::services::snapshots::v1;
 
 class GrpcServiceTest : public ::testing::Test {
  protected:
-  testing::LazysnapdProcess daemon_;
+  testing::LazysnapdProcess daemon_{"metrics_address = \"127.0.0.1:0\"\n"};
   std::unique_ptr<pb::Snapshots::Stub> stub_ = Connect();
 
   std::unique_ptr<pb::Snapshots::Stub> Connect() {
@@ -194,6 +195,58 @@ TEST_F(GrpcServiceTest, ErrorCodesContainerdUnderstands) {
   cv.wait(l, [&] { return done; });
   EXPECT_FALSE(gst.ok());
   EXPECT_TRUE(Stat("c1").ok());
+}
+
+TEST_F(GrpcServiceTest, MetricsCountRequestsByCodeAndSnapshotsByKindAndMode) {
+  const std::map<std::string, std::string> layer_labels = {
+      {"containerd.io/snapshot.ref", "sha256:" + std::string(64, 'c')}};
+  auto layer = Prepare("a", "", layer_labels);  // containerd unpacking a layer
+  ASSERT_TRUE(layer.ok()) << layer.error_message();
+  EXPECT_EQ(Prepare("a", "", layer_labels).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Stat("zz").error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(Commit("c1", "a").ok());
+  ASSERT_TRUE(Prepare("container", "c1").ok());
+  {
+    grpc::ClientContext ctx;
+    pb::ViewSnapshotRequest req;
+    req.set_key("v");
+    req.set_parent("c1");
+    pb::ViewSnapshotResponse resp;
+    ASSERT_TRUE(stub_->View(&ctx, req, &resp).ok());
+  }
+  auto has = [](const std::string& text, const std::string& sample) {
+    return text.find("\n" + sample + "\n") != std::string::npos;
+  };
+  std::string m = testing::HttpGet(daemon_.MetricsAddress(), "/metrics");
+  for (const char* sample : {
+           R"(lazysnapd_requests_total{method="Prepare",code="OK"} 2)",
+           R"(lazysnapd_requests_total{method="Prepare",code="ALREADY_EXISTS"} 1)",
+           R"(lazysnapd_requests_total{method="Stat",code="OK"} 0)",
+           R"(lazysnapd_requests_total{method="Stat",code="NOT_FOUND"} 1)",
+           R"(lazysnapd_requests_total{method="Commit",code="OK"} 1)",
+           R"(lazysnapd_requests_total{method="View",code="OK"} 1)",
+           R"(lazysnapd_request_duration_seconds_count{method="Prepare"} 3)",
+           R"(lazysnapd_snapshots{kind="committed",mode="native"} 1)",
+           R"(lazysnapd_snapshots{kind="active",mode="native"} 1)",
+           R"(lazysnapd_snapshots{kind="view",mode="native"} 1)",
+           R"(lazysnapd_snapshots{kind="committed",mode="lazy"} 0)",
+           R"(lazysnapd_layer_prepares_total{mode="native"} 1)",
+           R"(lazysnapd_layer_prepares_total{mode="proxy"} 0)",
+           "lazysnapd_lazy_fallbacks_total 0",
+       }) {
+    EXPECT_TRUE(has(m, sample)) << sample << " in\n" << m;
+  }
+  EXPECT_FALSE(has(m, R"(lazysnapd_requests_total{method="Remove",code="NOT_FOUND"} 0)"))
+      << "codes that never occurred are left out";
+  EXPECT_TRUE(testing::HttpExchange(daemon_.MetricsAddress(), "GET / HTTP/1.1\r\n\r\n")
+                  .starts_with("HTTP/1.1 404 "));
+
+  // Counters start again with the process; the snapshots are what the metadata holds.
+  Restart(/*kill9=*/true);
+  m = testing::HttpGet(daemon_.MetricsAddress(), "/metrics");
+  EXPECT_TRUE(has(m, R"(lazysnapd_requests_total{method="Prepare",code="OK"} 0)")) << m;
+  EXPECT_TRUE(has(m, R"(lazysnapd_snapshots{kind="committed",mode="native"} 1)")) << m;
+  EXPECT_TRUE(has(m, R"(lazysnapd_snapshots{kind="active",mode="native"} 1)")) << m;
 }
 
 TEST_F(GrpcServiceTest, SurvivesSigtermAndKill9) {

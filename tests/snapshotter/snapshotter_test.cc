@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 
+#include <atomic>
 #include <filesystem>
+#include <map>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -244,6 +246,90 @@ TEST_F(SnapshotterTest, CorruptedDatabaseIsAClearError) {
   }
   // The damaged file is left in place for the operator, not replaced by an empty one.
   EXPECT_EQ(ReadFile(tmp_ / "root/metadata.db"), std::string(8192, 'G'));
+}
+
+// The lazy-layer protocol with a planner whose mounts are plain files: a layer Prepare with
+// snapshot.ref is planned lazy; Materialize fails while `mount_fails`.
+class FakeLazyPlanner : public LayerPlanner {
+ public:
+  bool mount_fails = false;
+  int materialized = 0;
+  std::vector<std::string> released;
+
+  LayerPlan Plan(const PrepareRequest& req) override {
+    LayerPlan plan;
+    auto ref = req.labels.find("containerd.io/snapshot.ref");
+    if (ref == req.labels.end()) return plan;
+    plan.mode = LayerMode::kLazy;
+    plan.remote_name = ref->second;
+    plan.remote_labels = req.labels;
+    return plan;
+  }
+  void Materialize(const LayerPlan& plan, const std::string& fs_dir) override {
+    ++materialized;
+    if (mount_fails) throw Error(ErrorCode::kUnavailable, "lazysnap-fused is not running");
+    WriteFileAtomic(fs_dir + "/served", plan.remote_name);
+  }
+  void Release(const std::string& fs_dir) noexcept override { released.push_back(fs_dir); }
+};
+
+uint64_t Get(const std::atomic<uint64_t>& v) {
+  return v.load();
+}
+
+TEST_F(SnapshotterTest, LazyLayersFallBackToNativeWhenTheyCannotBeMountedAndAreCounted) {
+  FakeLazyPlanner planner;
+  sn_.reset();
+  sn_ = std::make_unique<Snapshotter>(
+      SnapshotterOptions{.root = tmp_ / "root", .overlay = {}, .planner = &planner}, log_);
+  const SnapshotterCounters& c = sn_->counters();
+  auto idx = [](LayerMode m) { return static_cast<size_t>(m); };
+
+  // lazysnap-fused down: the layer is unpacked natively and nothing of the lazy attempt is left.
+  planner.mount_fails = true;
+  auto m = sn_->Prepare("ns/1/extract-1", "", {{"containerd.io/snapshot.ref", "chain-1"}});
+  EXPECT_EQ(m.at(0).type, "bind");
+  EXPECT_EQ(planner.released.size(), 1u);
+  ExpectCode(ErrorCode::kNotFound, [&] { sn_->Stat("chain-1"); });
+  EXPECT_EQ(sn_->Stat("ns/1/extract-1").kind, Kind::kActive);
+  EXPECT_EQ(Get(c.lazy_fallbacks), 1u);
+  EXPECT_EQ(Get(c.layer_prepares[idx(LayerMode::kNative)]), 1u);
+  EXPECT_EQ(Get(c.layer_prepares[idx(LayerMode::kLazy)]), 0u);
+  int dirs = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp_ / "root/snapshots")) {
+    (void)e;
+    ++dirs;
+  }
+  EXPECT_EQ(dirs, 1) << "the failed lazy layer's directory was left";
+  sn_->Remove("ns/1/extract-1");
+
+  // Mounted: a remote snapshot (ALREADY_EXISTS), then reused by a second pull.
+  planner.mount_fails = false;
+  ExpectCode(ErrorCode::kAlreadyExists, [&] {
+    sn_->Prepare("ns/2/extract-1", "", {{"containerd.io/snapshot.ref", "chain-1"}});
+  });
+  ExpectCode(ErrorCode::kAlreadyExists, [&] {
+    sn_->Prepare("ns/3/extract-1", "", {{"containerd.io/snapshot.ref", "chain-1"}});
+  });
+  EXPECT_EQ(Get(c.layer_prepares[idx(LayerMode::kLazy)]), 2u);
+  EXPECT_EQ(Get(c.remote_reused), 1u);
+  EXPECT_EQ(planner.materialized, 2);
+
+  // A container on it: the layer's fs dir holds no live mount (a plain dir here), so it is
+  // mounted again before the overlay is returned; if that fails, Mounts fails rather than
+  // stacking a container on an empty lower dir.
+  auto top = sn_->Prepare("ns/4/container", "chain-1", {});
+  EXPECT_EQ(top.at(0).type, "overlay");
+  EXPECT_EQ(Get(c.lazy_remounts), 1u);
+  planner.mount_fails = true;
+  ExpectCode(ErrorCode::kUnavailable, [&] { sn_->Mounts("ns/4/container"); });
+  EXPECT_EQ(Get(c.lazy_unavailable), 1u);
+
+  std::map<std::pair<Kind, LayerMode>, int64_t> tally;
+  for (const auto& t : sn_->Tally()) tally[{t.kind, t.mode}] = t.count;
+  EXPECT_EQ(tally.size(), 2u);
+  EXPECT_EQ((tally[{Kind::kCommitted, LayerMode::kLazy}]), 1);
+  EXPECT_EQ((tally[{Kind::kActive, LayerMode::kNative}]), 1);
 }
 
 }  // namespace

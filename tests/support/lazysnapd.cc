@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include "common/error.h"
 #include "common/file_util.h"
 #include "tests/support/registry.h"
 
@@ -49,6 +50,16 @@ std::string LazysnapdProcess::ReadLog() const {
     if (PathExists(p)) out += ReadFile(p);
   }
   return out;
+}
+
+std::string LazysnapdProcess::MetricsAddress() const {
+  std::string log = ReadFile(log_path() + "." + std::to_string(starts_ - 1));
+  const std::string key = "msg=\"metrics served\" address=";
+  size_t at = log.rfind(key);
+  if (at == std::string::npos)
+    throw Error(ErrorCode::kNotFound, "lazysnapd logged no metrics address:\n" + log);
+  at += key.size();
+  return log.substr(at, log.find_first_of(" \n", at) - at);
 }
 
 }  // namespace lazysnap::testing

@@ -19,6 +19,9 @@ class LazysnapdProcess {
   std::string root() const { return dir_ / "root"; }
   std::string log_path() const { return dir_ / "lazysnapd.log"; }
   std::string ReadLog() const;
+  // The address the current run serves metrics on (its "metrics served" log line); throws Error
+  // when it logged none.
+  std::string MetricsAddress() const;
   void Start();
   void Stop();   // SIGTERM, wait
   void Kill9();  // SIGKILL, wait
