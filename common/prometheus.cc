@@ -35,7 +35,10 @@ std::string Number(double v) {
 
 PrometheusText& PrometheusText::Family(const std::string& name, const char* type,
                                        const char* help) {
-  out_ += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  // append() rather than chains of operator+: GCC 12 -O3 warns falsely (-Wrestrict) on
+  // "literal" + std::string&&, and Release builds use -Werror.
+  out_.append("# HELP ").append(name).append(" ").append(help);
+  out_.append("\n# TYPE ").append(name).append(" ").append(type).append("\n");
   return *this;
 }
 
@@ -46,11 +49,11 @@ PrometheusText& PrometheusText::Sample(const std::string& name, const Prometheus
     out_ += '{';
     for (size_t i = 0; i < labels.size(); ++i) {
       if (i) out_ += ',';
-      out_ += labels[i].first + "=\"" + Escape(labels[i].second) + "\"";
+      out_.append(labels[i].first).append("=\"").append(Escape(labels[i].second)).append("\"");
     }
     out_ += '}';
   }
-  out_ += " " + Number(value) + "\n";
+  out_.append(" ").append(Number(value)).append("\n");
   return *this;
 }
 
