@@ -14,7 +14,9 @@
 // of output, and the registry's layer-blob bytes and requests up to that moment.
 //
 // usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--modes m1,m2,...] [--layout DIR]
-//                       [--out DIR] [--logs DIR]
+//                       [--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']...
+//   --fused-config adds a [lazy] line to every lazy run's lazysnap-fused config (A/B runs of one
+//   setting, e.g. 'erofs_directio = false').
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -233,17 +235,25 @@ void DropCaches() {
   }
 }
 
-// `logs_dir` (--logs): where each run's lazysnapd and lazysnap-fused logs (at info level, with
-// millisecond timestamps) go, for a timeline of a run; empty: warnings only, not kept.
+// What every run of an invocation shares, from the command line.
+struct RunSettings {
+  // --logs: where each run's lazysnapd and lazysnap-fused logs (at info level, with millisecond
+  // timestamps) go, for a timeline of a run; empty: warnings only, not kept.
+  std::string logs_dir;
+  std::string fused_config;  // --fused-config: [lazy] lines added to lazysnap-fused's config
+};
+
 // `record_prefetch` (lazy only): where to write the start reads of this run as a prefetch list.
 Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string& ref,
                    const Registry& reg, const std::map<std::string, uint64_t>& layers, int run,
-                   const std::string& logs_dir, const std::string& record_prefetch = "") {
+                   const RunSettings& settings, const std::string& record_prefetch = "") {
+  const std::string& logs_dir = settings.logs_dir;
   Sample s;
   std::optional<FusedProcess> fused;  // fresh cache dir per run
   if (sc.lazy) {
-    fused.emplace(std::vector<std::string>{reg.host()}, 60,
-                  sc.prefetch ? std::string() : std::string("prefetch = false\n"));
+    fused.emplace(
+        std::vector<std::string>{reg.host()}, 60,
+        (sc.prefetch ? std::string() : std::string("prefetch = false\n")) + settings.fused_config);
   }
   std::string level = logs_dir.empty() ? "warn" : "info";
   LazysnapdProcess daemon("log_level = \"" + level + "\"\n" + sc.lazysnap_config +
@@ -416,10 +426,10 @@ std::string Mb(uint64_t bytes) {
 int Run(int argc, char** argv) {
   bool quick = false;
   int runs = 3;
-  std::string only, modes, layout, logs_dir, out_dir = "bench-out";
+  std::string only, modes, layout, logs_dir, fused_config, out_dir = "bench-out";
   const char* usage =
       " (usage: lazysnap-bench [--quick] [--runs N] [--images a,b] [--modes m1,m2] [--layout DIR] "
-      "[--out DIR] [--logs DIR])";
+      "[--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']...)";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -440,6 +450,8 @@ int Run(int argc, char** argv) {
       out_dir = next();
     else if (a == "--logs")
       logs_dir = next();
+    else if (a == "--fused-config")
+      fused_config += next() + "\n";
     else
       throw Error(ErrorCode::kInvalidArgument, "unknown argument " + a + usage);
   }
@@ -478,6 +490,7 @@ int Run(int argc, char** argv) {
   Registry reg;
   MakeDirs(out_dir);
   if (!logs_dir.empty()) MakeDirs(logs_dir);
+  const RunSettings settings{logs_dir, fused_config};
   nlohmann::json results = nlohmann::json::array();
   nlohmann::json indexes = nlohmann::json::array();
   std::ostringstream md, lazy_md;
@@ -525,7 +538,8 @@ int Run(int argc, char** argv) {
           std::fprintf(stderr, "%s / %s: recording the start reads (untimed)\n", img.tag.c_str(),
                        sc.name.c_str());
           TempDir tmp("bench-prefetch");
-          Sample rec = RunScenario(sc, img, ref, reg, layers, -1, "", tmp / "list.json");
+          Sample rec = RunScenario(sc, img, ref, reg, layers, -1, {"", settings.fused_config},
+                                   tmp / "list.json");
           if (rec.ok) {
             index = IndexImage(ref, tmp / "list.json");
           } else {
@@ -550,7 +564,7 @@ int Run(int argc, char** argv) {
       bool all_ok = sc.lazy ? index.ok : true;
       for (int r = 0; r < runs && (!sc.lazy || index.ok); ++r) {
         std::fprintf(stderr, "%s / %s run %d\n", img.tag.c_str(), sc.name.c_str(), r + 1);
-        Sample s = RunScenario(sc, img, ref, reg, layers, r, logs_dir);
+        Sample s = RunScenario(sc, img, ref, reg, layers, r, settings);
         all_ok = all_ok && s.ok;
         if (!s.ok) std::fprintf(stderr, "  failed: %s\n", s.error.c_str());
         ready.push_back(s.pull + s.create + s.run);
