@@ -106,6 +106,8 @@ int Run(int argc, char** argv) {
   so.read_ahead_kb = static_cast<unsigned>(lz.read_ahead_kb);
   so.splice_reads = lz.splice_reads;
   so.kernel_erofs = lz.kernel_erofs;
+  so.erofs_directio = lz.erofs_directio;
+  so.erofs_read_ahead_kb = static_cast<unsigned>(lz.erofs_read_ahead_kb);
   so.background_fetch = lz.background_fetch;
   so.background.delay = std::chrono::seconds(lz.background_fetch_delay_s);
   so.background.bytes_per_second = static_cast<uint64_t>(lz.background_fetch_mb_per_s) << 20;

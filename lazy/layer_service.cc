@@ -310,7 +310,9 @@ struct LayerService::Impl {
         if (!adopt.fd) MakeDirs(blob, 0700);  // (a kept blob mount answers nothing until adopted)
         FuseLayerOptions ko = fo;
         ko.adopt = adopt.fd;
-        m.kernel = std::make_unique<KernelLayerMount>(mountpoint, meta, blob, m.source, ko, log);
+        m.kernel = std::make_unique<KernelLayerMount>(
+            mountpoint, meta, blob, m.source, ko,
+            ErofsMountOptions{opts.erofs_directio, opts.erofs_read_ahead_kb}, log);
         StartBackground(m);
         return m;
       } catch (const std::exception& e) {
@@ -509,6 +511,7 @@ nlohmann::json LayerService::Status() const {
                         {"layer", m.ref.layer_digest},
                         {"image", m.ref.image_ref},
                         {"path", m.kernel ? "kernel-erofs" : "fuse"},
+                        {"erofs_directio", m.kernel && m.kernel->directio()},
                         {"bytes_fetched", f.bytes_fetched},
                         {"requests", f.requests},
                         {"chunks_fetched", f.chunks_fetched},

@@ -99,6 +99,8 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
                  "read_ahead_kb",
                  "splice_reads",
                  "kernel_erofs",
+                 "erofs_directio",
+                 "erofs_read_ahead_kb",
                  "background_fetch",
                  "background_fetch_delay_s",
                  "background_fetch_mb_per_s",
@@ -126,6 +128,9 @@ LazySettings ParseLazy(const toml::table& t, const std::string& origin) {
   l.read_ahead_kb = GetInt(t, "read_ahead_kb", "lazy.", origin, l.read_ahead_kb, 0);
   l.splice_reads = GetBool(t, "splice_reads", "lazy.", origin, l.splice_reads);
   l.kernel_erofs = GetBool(t, "kernel_erofs", "lazy.", origin, l.kernel_erofs);
+  l.erofs_directio = GetBool(t, "erofs_directio", "lazy.", origin, l.erofs_directio);
+  l.erofs_read_ahead_kb =
+      GetInt(t, "erofs_read_ahead_kb", "lazy.", origin, l.erofs_read_ahead_kb, 0);
   l.background_fetch = GetBool(t, "background_fetch", "lazy.", origin, l.background_fetch);
   l.background_fetch_delay_s =
       GetInt(t, "background_fetch_delay_s", "lazy.", origin, l.background_fetch_delay_s, 0);

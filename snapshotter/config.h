@@ -47,6 +47,10 @@ struct LazySettings {
   // Layers mounted by the kernel's EROFS (metadata in the kernel) over a FUSE-served tar; false:
   // the whole tree over FUSE. Falls back to the tree where the kernel refuses.
   bool kernel_erofs = true;
+  // The kernel path's EROFS reads the tar with direct I/O where the kernel can (6.13+): its bytes
+  // are cached once, not twice; `erofs_read_ahead_kb` is then the size of each read it asks for.
+  bool erofs_directio = true;
+  int64_t erofs_read_ahead_kb = 512;
   // After a layer is mounted and `background_fetch_delay_s` has passed, the rest of its blob is
   // fetched into the chunk cache at low priority (pausing while containers read), at most
   // `background_fetch_mb_per_s` (0: no limit): served layers end up local.

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <map>
@@ -54,6 +55,33 @@ void RunMountCommand(const std::string& printed) {
 // The tests that count what was fetched, or stop the registry under a read, turn the
 // background fetch (on by default) off: it would fetch the rest of each layer meanwhile.
 constexpr const char* kNoBackground = "background_fetch = false\n";
+
+// EROFS mounts on this machine whose super options include `option` (/proc/self/mountinfo).
+size_t ErofsMountsWith(const std::string& option) {
+  size_t n = 0;
+  std::istringstream lines(ReadFile("/proc/self/mountinfo"));
+  for (std::string line; std::getline(lines, line);) {
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    std::istringstream tail(line.substr(dash + 3));
+    std::string fstype, source, superopts;
+    tail >> fstype >> source >> superopts;
+    if (fstype == "erofs" && ("," + superopts + ",").find("," + option + ",") != std::string::npos)
+      ++n;
+  }
+  return n;
+}
+
+// EROFS mounts' bdis (/sys/class/bdi/erofs-N) whose read-ahead is `kb`.
+size_t ErofsBdisWithReadAheadKb(unsigned kb) {
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/sys/class/bdi")) {
+    if (!e.path().filename().string().starts_with("erofs")) continue;
+    std::string v = ReadFile(e.path().string() + "/read_ahead_kb");
+    if (std::stoul(v) == kb) ++n;
+  }
+  return n;
+}
 
 // lazysnap-fused + lazysnapd (lazy mode on, same [lazy] config) + CRI containerd on `reg`.
 struct LazyStack {
@@ -209,6 +237,13 @@ class LazyCriTest : public ::testing::Test {
       fused.KillKeeper();  // ends the connection: the read fails instead of waiting
     }
     EXPECT_EQ(listed.get(), std::to_string(1500 / 30 + 2) + " entries");
+    // The successor knows how the kernel path's mounts it adopted read their blobs.
+    nlohmann::json after = fused.Status();
+    for (const auto& l : after["layers"]) {
+      if (l["path"] == "kernel-erofs") {
+        EXPECT_EQ(l["erofs_directio"], true) << l.dump();
+      }
+    }
     std::string log = fused.ReadLog();
     size_t kept = 0;
     for (size_t p = log.find("connection=kept"); p != std::string::npos;
@@ -323,14 +358,42 @@ TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
   for (const auto& l : st["layers"]) {
     if (l["layer"] == image_->layer_digests.back()) top = l["mountpoint"];
   }
-  // This kernel's EROFS takes a FUSE-served tar as its blob: every layer is on the kernel path.
-  for (const auto& l : st["layers"]) EXPECT_EQ(l["path"], "kernel-erofs") << l.dump();
+  // This kernel's EROFS takes a FUSE-served tar as its blob: every layer is on the kernel path,
+  // read with direct I/O (Linux 6.13+) in erofs_read_ahead_kb pieces.
+  for (const auto& l : st["layers"]) {
+    EXPECT_EQ(l["path"], "kernel-erofs") << l.dump();
+    EXPECT_EQ(l["erofs_directio"], true) << l.dump();
+  }
+  EXPECT_GE(ErofsMountsWith("directio"), image_->layer_digests.size());
+  EXPECT_GE(ErofsBdisWithReadAheadKb(512), image_->layer_digests.size());
   ExpectLazyTreeEqualsNative(containerd);
 
   // lazysnap status shows the per-layer numbers.
   auto status = RunCommand({LazysnapCliBinary(), "status", "--socket", fused.socket()});
   EXPECT_EQ(status.exit_code, 0) << status.output;
   EXPECT_NE(status.output.find(top), std::string::npos) << status.output;
+}
+
+TEST_F(LazyCriTest, KernelPathReadBufferedEqualsNativePull) {
+  // erofs_directio = false (and kernels before 6.13): EROFS reads the tar through its page cache.
+  size_t directio_before = ErofsMountsWith("directio");
+  LazyStack stack(*registry_, std::string("erofs_directio = false\n") + kNoBackground);
+  auto& [fused, daemon, containerd] = stack;
+  CriImageClient(containerd.address()).Pull(image_->ref);
+  nlohmann::json st = fused.Status();
+  ASSERT_EQ(st["layers"].size(), image_->layer_digests.size());
+  for (const auto& l : st["layers"]) {
+    EXPECT_EQ(l["path"], "kernel-erofs") << l.dump();
+    EXPECT_EQ(l["erofs_directio"], false) << l.dump();
+  }
+  EXPECT_EQ(ErofsMountsWith("directio"), directio_before);
+  std::string out = containerd.CtrOrThrow(
+      {"run", "--rm", "--snapshotter", "lazysnap", image_->ref, "lazy-buffered-1", "sh", "-c",
+       "cat /etc/motd /etc/msg; sha256sum /big/blob1"},
+      120, "k8s.io");
+  EXPECT_NE(out.find("hello from a lazy layer\ntop layer\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos) << out;
+  ExpectLazyTreeEqualsNative(containerd);
 }
 
 TEST_F(LazyCriTest, TreeOverFuseEqualsNativePull) {

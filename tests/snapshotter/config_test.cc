@@ -51,6 +51,8 @@ TEST(DaemonConfig, TheSampleConfigLoadsWithTheDefaults) {
   DaemonConfig d;
   EXPECT_EQ(c.metrics_address, d.metrics_address);
   EXPECT_EQ(c.lazy.keep_connections_s, d.lazy.keep_connections_s);
+  EXPECT_EQ(c.lazy.erofs_directio, d.lazy.erofs_directio);
+  EXPECT_EQ(c.lazy.erofs_read_ahead_kb, d.lazy.erofs_read_ahead_kb);
   EXPECT_EQ(c.lazy.metrics_address, d.lazy.metrics_address);
   EXPECT_EQ(c.lazy.prefetch_record_s, d.lazy.prefetch_record_s);
   EXPECT_EQ(c.lazy.read_timeout_s, d.lazy.read_timeout_s);
@@ -120,6 +122,8 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_TRUE(d.lazy.keep_connections);
   EXPECT_EQ(d.lazy.keep_connections_s, 300);
   EXPECT_EQ(d.lazy.metrics_address, "");
+  EXPECT_TRUE(d.lazy.erofs_directio);
+  EXPECT_EQ(d.lazy.erofs_read_ahead_kb, 512);
   auto c = ParseDaemonConfig(
       "[lazy]\nenable = true\nsocket = \"/run/f.sock\"\nroot = \"/srv/lazy\"\n"
       "cache_dir = \"/srv/cache\"\ncache_max_mb = 512\nplain_http = [\"127.0.0.1:5000\", "
@@ -127,7 +131,8 @@ TEST(DaemonConfig, LazySection) {
       "span_store_mb = 0\nreadahead_spans = 0\nreadahead_threads = 1\nread_ahead_kb = 128\n"
       "splice_reads = false\nbackground_fetch = false\nbackground_fetch_delay_s = 0\n"
       "background_fetch_mb_per_s = 0\nprefetch = false\nprefetch_record_s = 0\n"
-      "keep_connections = false\nkeep_connections_s = 0\nmetrics_address = \"127.0.0.1:9199\"\n",
+      "keep_connections = false\nkeep_connections_s = 0\nmetrics_address = \"127.0.0.1:9199\"\n"
+      "erofs_directio = false\nerofs_read_ahead_kb = 0\n",
       "t.toml");
   EXPECT_TRUE(c.lazy.enable);
   EXPECT_EQ(c.lazy.socket, "/run/f.sock");
@@ -151,6 +156,8 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_FALSE(c.lazy.keep_connections);
   EXPECT_EQ(c.lazy.keep_connections_s, 0);
   EXPECT_EQ(c.lazy.metrics_address, "127.0.0.1:9199");
+  EXPECT_FALSE(c.lazy.erofs_directio);
+  EXPECT_EQ(c.lazy.erofs_read_ahead_kb, 0);
 }
 
 TEST(DaemonConfig, LazyErrors) {
