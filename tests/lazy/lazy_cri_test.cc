@@ -8,7 +8,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -81,6 +83,30 @@ size_t ErofsBdisWithReadAheadKb(unsigned kb) {
     if (std::stoul(v) == kb) ++n;
   }
   return n;
+}
+
+// Bytes of `path` in the page cache (mincore of a read-only mapping).
+uint64_t ResidentBytes(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) ThrowErrno("open " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || st.st_size == 0) return 0;
+  size_t len = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (map == MAP_FAILED) ThrowErrno("mmap " + path);
+  long page = ::sysconf(_SC_PAGESIZE);
+  std::vector<unsigned char> vec((len + page - 1) / page);
+  int rc = ::mincore(map, len, vec.data());
+  ::munmap(map, len);
+  if (rc != 0) ThrowErrno("mincore " + path);
+  uint64_t pages = 0;
+  for (unsigned char v : vec) pages += v & 1;
+  return pages * static_cast<uint64_t>(page);
+}
+
+// The one file through which the kernel path's EROFS mount at `mountpoint` reads its layer's tar.
+std::string BlobFileOf(const FusedProcess& fused, const std::string& mountpoint) {
+  return fused.root() + "/blobs/" + Sha256Hex(mountpoint).substr(0, 24) + "/tar";
 }
 
 // lazysnap-fused + lazysnapd (lazy mode on, same [lazy] config) + CRI containerd on `reg`.
@@ -311,6 +337,9 @@ TEST_F(LazyCriTest, IndexedImagePullsLazilyRunsAndEqualsNativePull) {
                             300, "k8s.io");
   EXPECT_NE(out.find("hello from a lazy layer\ntop layer\n"), std::string::npos) << out;
   EXPECT_NE(out.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos) << out;
+  // Direct I/O: the 120 MB read left blob1's layer bytes in EROFS's page cache only, not also in
+  // the blob file's.
+  EXPECT_LT(ResidentBytes(BlobFileOf(fused, mount_of[image_->layer_digests[2]])), 8u << 20);
 
   // Only what was read came from the registry: blob1's layer in full, from the top layer only
   // the range holding /etc/msg (its two big files were never read), and range requests only.
@@ -393,6 +422,13 @@ TEST_F(LazyCriTest, KernelPathReadBufferedEqualsNativePull) {
       120, "k8s.io");
   EXPECT_NE(out.find("hello from a lazy layer\ntop layer\n"), std::string::npos) << out;
   EXPECT_NE(out.find(Sha256HexOf(files_->big1.at("big/blob1"))), std::string::npos) << out;
+  // Buffered: the blob file's page cache holds what EROFS read through it (a second copy).
+  std::string blob_layer_mount;
+  for (const auto& l : st["layers"]) {
+    if (l["layer"] == image_->layer_digests[2]) blob_layer_mount = l["mountpoint"];
+  }
+  EXPECT_GT(ResidentBytes(BlobFileOf(fused, blob_layer_mount)),
+            files_->big1.at("big/blob1").size() / 2);
   ExpectLazyTreeEqualsNative(containerd);
 }
 
