@@ -140,7 +140,9 @@ stacked() {
   umoci unpack --image "$oci:$base" "$work/bundle" >/dev/null
   local root="$work/bundle/rootfs"
   mount -t proc proc "$root/proc"
-  trap 'umount -l "$root/proc" 2>/dev/null || true' RETURN
+  # Expanded now and cleared when it fires: a RETURN trap is not local to the function, and
+  # would fire again (with `root` unset) when the caller returns.
+  trap "umount -l '$root/proc' 2>/dev/null || true; trap - RETURN" RETURN
   chroot "$root" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -qq --no-install-recommends "$@" >"$out/$tag.log"
   chroot "$root" apt-get clean
