@@ -19,8 +19,10 @@ namespace lazysnap::lazy {
 struct ErofsMountOptions {
   // EROFS reads the blob with direct I/O (Linux 6.13+; buffered where the kernel lacks it): the
   // layer's bytes are cached once, in EROFS's page cache, instead of also in the blob file's.
-  // Measured (bench/RESULTS.md): warm reads 1.0-1.3x of native instead of 1.4-1.5x.
-  bool directio = true;
+  // Measured (bench/RESULTS.md round 5): warm sequential reads 1.0-1.3x of native instead of
+  // 1.3-1.5x, but start-heavy containers reach their first output 10-35% later (buffered, the
+  // blob file's read-ahead brings the neighbouring files of the tar in too), hence off.
+  bool directio = false;
   // The EROFS mount's read-ahead (its bdi); with direct I/O the size of each read sent to the
   // blob server. 0 leaves the kernel's default (128 KiB: four times the round trips).
   unsigned read_ahead_kb = 512;

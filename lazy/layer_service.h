@@ -40,7 +40,7 @@ struct LayerServiceOptions {
   // Mount layers with the kernel's EROFS over a FUSE-served tar (metadata in the kernel); the
   // tree over FUSE when false or when the kernel refuses.
   bool kernel_erofs = true;
-  bool erofs_directio = true;          // lazy/kernel_layer.h ErofsMountOptions
+  bool erofs_directio = false;         // lazy/kernel_layer.h ErofsMountOptions
   unsigned erofs_read_ahead_kb = 512;  // ... the EROFS mount's read-ahead; 0: the kernel's
   bool background_fetch = true;        // the rest of each mounted layer, into the chunk cache
   BackgroundFetchOptions background;

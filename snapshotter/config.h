@@ -48,8 +48,10 @@ struct LazySettings {
   // the whole tree over FUSE. Falls back to the tree where the kernel refuses.
   bool kernel_erofs = true;
   // The kernel path's EROFS reads the tar with direct I/O where the kernel can (6.13+): its bytes
-  // are cached once, not twice; `erofs_read_ahead_kb` is then the size of each read it asks for.
-  bool erofs_directio = true;
+  // are cached once, not twice, and big sequential reads are faster, but containers' first output
+  // comes later (bench/RESULTS.md round 5). `erofs_read_ahead_kb`: the EROFS mount's read-ahead
+  // (with direct I/O, the size of each read it asks lazysnap-fused for).
+  bool erofs_directio = false;
   int64_t erofs_read_ahead_kb = 512;
   // After a layer is mounted and `background_fetch_delay_s` has passed, the rest of its blob is
   // fetched into the chunk cache at low priority (pausing while containers read), at most

@@ -122,7 +122,7 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_TRUE(d.lazy.keep_connections);
   EXPECT_EQ(d.lazy.keep_connections_s, 300);
   EXPECT_EQ(d.lazy.metrics_address, "");
-  EXPECT_TRUE(d.lazy.erofs_directio);
+  EXPECT_FALSE(d.lazy.erofs_directio);
   EXPECT_EQ(d.lazy.erofs_read_ahead_kb, 512);
   auto c = ParseDaemonConfig(
       "[lazy]\nenable = true\nsocket = \"/run/f.sock\"\nroot = \"/srv/lazy\"\n"
@@ -132,7 +132,7 @@ TEST(DaemonConfig, LazySection) {
       "splice_reads = false\nbackground_fetch = false\nbackground_fetch_delay_s = 0\n"
       "background_fetch_mb_per_s = 0\nprefetch = false\nprefetch_record_s = 0\n"
       "keep_connections = false\nkeep_connections_s = 0\nmetrics_address = \"127.0.0.1:9199\"\n"
-      "erofs_directio = false\nerofs_read_ahead_kb = 0\n",
+      "erofs_directio = true\nerofs_read_ahead_kb = 0\n",
       "t.toml");
   EXPECT_TRUE(c.lazy.enable);
   EXPECT_EQ(c.lazy.socket, "/run/f.sock");
@@ -156,7 +156,7 @@ TEST(DaemonConfig, LazySection) {
   EXPECT_FALSE(c.lazy.keep_connections);
   EXPECT_EQ(c.lazy.keep_connections_s, 0);
   EXPECT_EQ(c.lazy.metrics_address, "127.0.0.1:9199");
-  EXPECT_FALSE(c.lazy.erofs_directio);
+  EXPECT_TRUE(c.lazy.erofs_directio);
   EXPECT_EQ(c.lazy.erofs_read_ahead_kb, 0);
 }
 
