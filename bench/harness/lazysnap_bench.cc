@@ -15,8 +15,9 @@
 //
 // usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--modes m1,m2,...] [--layout DIR]
 //                       [--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']...
+//                       [--index-span SIZE]
 //   --fused-config adds a [lazy] line to every lazy run's lazysnap-fused config (A/B runs of one
-//   setting, e.g. 'erofs_directio = false').
+//   setting, e.g. 'erofs_directio = false'); --index-span indexes with `lazysnap index --span`.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -241,6 +242,7 @@ struct RunSettings {
   // timestamps) go, for a timeline of a run; empty: warnings only, not kept.
   std::string logs_dir;
   std::string fused_config;  // --fused-config: [lazy] lines added to lazysnap-fused's config
+  std::string index_span;    // --index-span: `lazysnap index --span` (empty: its default)
 };
 
 // `record_prefetch` (lazy only): where to write the start reads of this run as a prefetch list.
@@ -372,12 +374,17 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
   return s;
 }
 
-// `lazysnap index REF --plain-http [--prefetch LIST]` once, untimed for the runs; its own time and
-// size reported.
-IndexInfo IndexImage(const std::string& ref, const std::string& prefetch_list = "") {
+// `lazysnap index REF --plain-http [--span SPAN] [--prefetch LIST]` once, untimed for the runs;
+// its own time and size reported. `span` empty: lazysnap's default.
+IndexInfo IndexImage(const std::string& ref, const std::string& span,
+                     const std::string& prefetch_list = "") {
   IndexInfo info;
   auto t0 = Clock::now();
   std::vector<std::string> cmd = {LazysnapCliBinary(), "index", ref, "--plain-http"};
+  if (!span.empty()) {
+    cmd.push_back("--span");
+    cmd.push_back(span);
+  }
   if (!prefetch_list.empty()) {
     cmd.push_back("--prefetch");
     cmd.push_back(prefetch_list);
@@ -426,10 +433,10 @@ std::string Mb(uint64_t bytes) {
 int Run(int argc, char** argv) {
   bool quick = false;
   int runs = 3;
-  std::string only, modes, layout, logs_dir, fused_config, out_dir = "bench-out";
+  std::string only, modes, layout, logs_dir, fused_config, index_span, out_dir = "bench-out";
   const char* usage =
       " (usage: lazysnap-bench [--quick] [--runs N] [--images a,b] [--modes m1,m2] [--layout DIR] "
-      "[--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']...)";
+      "[--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']... [--index-span SIZE])";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -452,6 +459,8 @@ int Run(int argc, char** argv) {
       logs_dir = next();
     else if (a == "--fused-config")
       fused_config += next() + "\n";
+    else if (a == "--index-span")
+      index_span = next();
     else
       throw Error(ErrorCode::kInvalidArgument, "unknown argument " + a + usage);
   }
@@ -490,7 +499,7 @@ int Run(int argc, char** argv) {
   Registry reg;
   MakeDirs(out_dir);
   if (!logs_dir.empty()) MakeDirs(logs_dir);
-  const RunSettings settings{logs_dir, fused_config};
+  const RunSettings settings{logs_dir, fused_config, index_span};
   nlohmann::json results = nlohmann::json::array();
   nlohmann::json indexes = nlohmann::json::array();
   std::ostringstream md, lazy_md;
@@ -532,16 +541,17 @@ int Run(int argc, char** argv) {
       IndexInfo index;
       if (sc.lazy) {
         std::fprintf(stderr, "%s / lazysnap index (untimed for the runs)\n", img.tag.c_str());
-        index = IndexImage(ref);
+        index = IndexImage(ref, settings.index_span);
         if (sc.prefetch && index.ok) {
           // One untimed run records the start reads; the index is pushed again with them.
           std::fprintf(stderr, "%s / %s: recording the start reads (untimed)\n", img.tag.c_str(),
                        sc.name.c_str());
           TempDir tmp("bench-prefetch");
-          Sample rec = RunScenario(sc, img, ref, reg, layers, -1, {"", settings.fused_config},
-                                   tmp / "list.json");
+          RunSettings untimed = settings;
+          untimed.logs_dir.clear();
+          Sample rec = RunScenario(sc, img, ref, reg, layers, -1, untimed, tmp / "list.json");
           if (rec.ok) {
-            index = IndexImage(ref, tmp / "list.json");
+            index = IndexImage(ref, settings.index_span, tmp / "list.json");
           } else {
             index.ok = false;
             index.output = "recording the start reads failed: " + rec.error;
