@@ -12,5 +12,8 @@ std::string ReadFile(const std::string& path);
 void WriteFileAtomic(const std::string& path, std::string_view data, unsigned mode = 0644);
 void MakeDirs(const std::string& path, unsigned mode = 0755);
 bool PathExists(const std::string& path);
+// Writes a sysfs/procfs attribute in place (they cannot be replaced by a rename, unlike files).
+// Returns false, with errno set, when it cannot be opened or written.
+bool WriteKernelAttribute(const std::string& path, std::string_view value);
 
 }  // namespace lazysnap

@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <future>
 #include <vector>
@@ -23,14 +22,10 @@ void AbortConnection(dev_t dev, const Logger& log) {
   const std::string dir = "/sys/fs/fuse/connections";
   std::string abort = dir + "/" + std::to_string(minor(dev)) + "/abort";
   if (!PathExists(abort)) ::mount("fusectl", dir.c_str(), "fusectl", 0, nullptr);
-  FILE* f = std::fopen(abort.c_str(), "w");
-  if (f == nullptr) {
+  if (!WriteKernelAttribute(abort, "1")) {
     log.Warn("could not abort a FUSE connection",
              {{"path", abort}, {"error", std::strerror(errno)}});
-    return;
   }
-  std::fputs("1", f);
-  std::fclose(f);
 }
 
 }  // namespace
@@ -111,10 +106,7 @@ FuseServer::FuseServer(const std::string& mountpoint, const fuse_lowlevel_ops& o
   if (opts.read_ahead_kb && dev_) {
     std::string bdi = "/sys/class/bdi/" + std::to_string(major(dev_)) + ":" +
                       std::to_string(minor(dev_)) + "/read_ahead_kb";
-    if (FILE* f = std::fopen(bdi.c_str(), "w")) {
-      std::fprintf(f, "%u", opts.read_ahead_kb);
-      std::fclose(f);
-    }
+    WriteKernelAttribute(bdi, std::to_string(opts.read_ahead_kb));
   }
 }
 

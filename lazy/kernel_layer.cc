@@ -3,7 +3,6 @@
 #include <sys/mount.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -84,7 +83,8 @@ KernelLayerMount::KernelLayerMount(const std::string& mountpoint, const std::str
     return ::mount(meta_image.c_str(), mountpoint.c_str(), "erofs",
                    MS_RDONLY | MS_NODEV | MS_NOSUID, options.c_str()) == 0;
   };
-  std::set<std::string> bdis_before = ErofsBdis();
+  std::set<std::string> bdis_before;
+  if (erofs_opts.read_ahead_kb) bdis_before = ErofsBdis();
   directio_ = erofs_opts.directio && mount(data + ",directio");
   if (!directio_ && !mount(data)) {
     int err = errno;
@@ -102,10 +102,9 @@ KernelLayerMount::KernelLayerMount(const std::string& mountpoint, const std::str
     // The mount's bdi is named "erofs-<n>", not after the mount: it is the one that appeared
     // while mounting. Another EROFS mount made at the same moment gets the same window.
     for (const std::string& bdi : ErofsBdis()) {
-      if (bdis_before.count(bdi)) continue;
-      if (FILE* f = std::fopen(("/sys/class/bdi/" + bdi + "/read_ahead_kb").c_str(), "w")) {
-        std::fprintf(f, "%u", erofs_opts.read_ahead_kb);
-        std::fclose(f);
+      if (!bdis_before.count(bdi)) {
+        WriteKernelAttribute("/sys/class/bdi/" + bdi + "/read_ahead_kb",
+                             std::to_string(erofs_opts.read_ahead_kb));
       }
     }
   }
