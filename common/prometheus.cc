@@ -57,4 +57,19 @@ PrometheusText& PrometheusText::Sample(const std::string& name, const Prometheus
   return *this;
 }
 
+std::unique_ptr<HttpServer> ServePrometheusMetrics(const std::string& address,
+                                                   std::function<std::string()> render,
+                                                   const Logger& log) {
+  if (address.empty()) return nullptr;
+  auto server = std::make_unique<HttpServer>(
+      address,
+      [render = std::move(render)](const std::string& path) -> HttpResponse {
+        if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found\n"};
+        return {200, "text/plain; version=0.0.4; charset=utf-8", render()};
+      },
+      log);
+  log.Info("metrics served", {{"address", server->address()}});
+  return server;
+}
+
 }  // namespace lazysnap

@@ -2,9 +2,14 @@
 // then their samples; label values escaped, counts printed exactly.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/http_server.h"
+#include "common/log.h"
 
 namespace lazysnap {
 
@@ -21,5 +26,12 @@ class PrometheusText {
  private:
   std::string out_;
 };
+
+// A daemon's scrape endpoint: GET /metrics at `address` answers what `render` returns (the
+// Prometheus text, rendered per scrape), other paths 404; logs the bound address as
+// `metrics served address=...`. Empty `address`: none (nullptr). Throws what HttpServer throws.
+std::unique_ptr<HttpServer> ServePrometheusMetrics(const std::string& address,
+                                                   std::function<std::string()> render,
+                                                   const Logger& log);
 
 }  // namespace lazysnap

@@ -19,6 +19,7 @@
 #include "common/file_util.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/prometheus.h"
 #include "lazy/control.h"
 #include "lazy/fd_keeper.h"
 #include "lazy/layer_service.h"
@@ -121,18 +122,9 @@ int Run(int argc, char** argv) {
   lazysnap::lazy::LayerService service(so, log);
 
   // The scrape endpoint answers from the same status `lazysnap status` shows.
-  std::unique_ptr<lazysnap::HttpServer> metrics;
-  if (!lz.metrics_address.empty()) {
-    metrics = std::make_unique<lazysnap::HttpServer>(
-        lz.metrics_address,
-        [&service](const std::string& path) -> lazysnap::HttpResponse {
-          if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found\n"};
-          return {200, "text/plain; version=0.0.4; charset=utf-8",
-                  lazysnap::lazy::PrometheusMetrics(service.Status())};
-        },
-        log);
-    log.Info("metrics served", {{"address", metrics->address()}});
-  }
+  std::unique_ptr<lazysnap::HttpServer> metrics = lazysnap::ServePrometheusMetrics(
+      lz.metrics_address,
+      [&service] { return lazysnap::lazy::PrometheusMetrics(service.Status()); }, log);
 
   lazysnap::lazy::ControlServer server(
       lz.socket,

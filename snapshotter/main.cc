@@ -14,6 +14,7 @@
 #include "common/file_util.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/prometheus.h"
 #include "snapshotter/config.h"
 #include "snapshotter/daemon_metrics.h"
 #include "snapshotter/grpc_service.h"
@@ -86,22 +87,16 @@ int Run(int argc, char** argv) {
       {.root = cfg.root, .overlay = {}, .planner = &planner, .remote_mounts = &kata_mounts}, log);
   lazysnap::snapshotter::SnapshotsService service(sn, log);
 
-  std::unique_ptr<lazysnap::HttpServer> metrics;
-  if (!cfg.metrics_address.empty()) {
-    double started = static_cast<double>(lazysnap::snapshotter::NowNanos()) / 1e9;
-    metrics = std::make_unique<lazysnap::HttpServer>(
-        cfg.metrics_address,
-        [&sn, &service, started](const std::string& path) -> lazysnap::HttpResponse {
-          if (path != "/metrics") return {404, "text/plain; charset=utf-8", "not found\n"};
-          return {200, "text/plain; version=0.0.4; charset=utf-8",
-                  lazysnap::snapshotter::DaemonMetrics({.requests = service.requests(),
-                                                        .counters = sn.counters(),
-                                                        .snapshots = sn.Tally(),
-                                                        .start_time_s = started})};
-        },
-        log);
-    log.Info("metrics served", {{"address", metrics->address()}});
-  }
+  const double started = static_cast<double>(lazysnap::snapshotter::NowNanos()) / 1e9;
+  std::unique_ptr<lazysnap::HttpServer> metrics = lazysnap::ServePrometheusMetrics(
+      cfg.metrics_address,
+      [&sn, &service, started] {
+        return lazysnap::snapshotter::DaemonMetrics({.requests = service.requests(),
+                                                     .counters = sn.counters(),
+                                                     .snapshots = sn.Tally(),
+                                                     .start_time_s = started});
+      },
+      log);
 
   lazysnap::MakeDirs(std::filesystem::path(cfg.address).parent_path().string(), 0711);
   ::unlink(
