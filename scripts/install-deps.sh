@@ -14,6 +14,7 @@ packages=(
   libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev liburing-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsqlite3-dev nlohmann-json3-dev libtomlplusplus-dev zlib1g-dev libzstd-dev
+  libisal-dev  # ISA-L: the lazy read path inflates with it (2x zlib here)
   libgtest-dev libgmock-dev libbenchmark-dev
   # containerd's snapshots.proto
   golang-github-containerd-containerd-dev

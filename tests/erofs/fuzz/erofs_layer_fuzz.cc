@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,37 @@
 #include "erofs/layer_decoder.h"
 #include "erofs/tar_scanner.h"
 
+namespace {
+
+// Every checkpoint DecodeLayer (zlib) reported must give, through InflateFromCheckpoint (ISA-L),
+// the bytes DecodeLayer produced after it: the two inflaters must agree. Where the stream is
+// corrupt further on, the span inflate may stop earlier but never differ.
+void CheckCheckpoints(const uint8_t* data, size_t size,
+                      const std::vector<lazysnap::erofs::GzipCheckpoint>& cps,
+                      const std::string& plain, bool complete) {
+  lazysnap::erofs::CompressedReader read = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+    if (off >= size) return 0;
+    size_t n = std::min<size_t>(len, size - off);
+    std::memcpy(buf, data + off, n);
+    return n;
+  };
+  for (const auto& cp : cps) {
+    if (cp.out >= plain.size()) continue;
+    size_t len = std::min<size_t>(64 << 10, plain.size() - cp.out);
+    std::string got;
+    try {
+      got = lazysnap::erofs::InflateFromCheckpoint(cp, read, cp.out, len);
+    } catch (const lazysnap::Error&) {
+      if (complete) __builtin_trap();  // zlib inflated it all, ISA-L refused
+      continue;
+    }
+    if (got.size() > len || plain.compare(cp.out, got.size(), got) != 0) __builtin_trap();
+    if (complete && got.size() != len) __builtin_trap();
+  }
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lazysnap::UniqueFd fd(::memfd_create("layer", MFD_CLOEXEC));
   if (!fd) return 0;
@@ -24,17 +56,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ::lseek(fd.get(), 0, SEEK_SET);
   lazysnap::erofs::TarScanner scanner;
   uint64_t total = 0;
+  std::vector<lazysnap::erofs::GzipCheckpoint> cps;
+  std::string plain;  // the first MiB of the decoded bytes
+  bool decoded = false, scanned = true;
+  lazysnap::erofs::DecodeOptions opts;
+  opts.checkpoint_span = 16 << 10;
+  opts.on_checkpoint = [&](lazysnap::erofs::GzipCheckpoint&& cp) {
+    if (cps.size() < 8) cps.push_back(std::move(cp));
+  };
   try {
-    lazysnap::erofs::DecodeLayer(fd.get(), [&](const uint8_t* p, size_t n) {
-      total += n;
-      // Decompression bombs are the caller's disk budget; keep fuzz runs short.
-      if (total > (64u << 20))
-        throw lazysnap::Error(lazysnap::ErrorCode::kResourceExhausted, "big");
-      scanner.Feed(p, n);
-    });
-    scanner.Finish();
+    lazysnap::erofs::DecodeLayer(
+        fd.get(),
+        [&](const uint8_t* p, size_t n) {
+          total += n;
+          // Decompression bombs are the caller's disk budget; keep fuzz runs short.
+          if (total > (64u << 20))
+            throw lazysnap::Error(lazysnap::ErrorCode::kResourceExhausted, "big");
+          if (plain.size() < (1u << 20)) plain.append(reinterpret_cast<const char*>(p), n);
+          if (scanned) {
+            try {
+              scanner.Feed(p, n);
+            } catch (const lazysnap::Error&) {
+              scanned = false;  // not a tar; the gzip stream is still checked below
+            }
+          }
+        },
+        opts);
+    decoded = true;
+    if (scanned) scanner.Finish();
     (void)lazysnap::erofs::NormalizePath("./a//b/");
   } catch (const lazysnap::Error&) {
   }
+  CheckCheckpoints(data, size, cps, plain, decoded);
   return 0;
 }
