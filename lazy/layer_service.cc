@@ -91,8 +91,15 @@ struct LayerService::Impl {
   };
   std::map<std::string, Lookup> lookups;  // manifest digest -> its index artifact
   // Each layer blob's GET, prepared (HEAD: endpoint, credentials) while its index downloaded;
-  // taken by the layer's mount. Key: image ref + " " + layer digest.
-  std::map<std::string, fetcher::HttpRequest> prepared;
+  // taken by the layer's mount. Key: image ref + " " + layer digest. Layers that are never
+  // mounted (already local, pull cancelled) leave theirs: entries older than kPreparedTtl, whose
+  // token has likely expired anyway, are dropped at the next insert and not used.
+  struct Prepared {
+    fetcher::HttpRequest request;
+    Clock::time_point at;
+  };
+  static constexpr std::chrono::minutes kPreparedTtl{5};
+  std::map<std::string, Prepared> prepared;
   std::set<std::string> prefetch_looked_up;  // manifests LookUpPrefetchLocked looked for
   // Index downloads in flight, by layer digest, and prefetch list downloads, by "prefetch " +
   // manifest digest. containerd prepares an image's layers one after another; the first layer's
@@ -121,7 +128,10 @@ struct LayerService::Impl {
     try {
       fetcher::HttpRequest req = client->PrepareBlobRequest(layer.layer_digest);
       std::lock_guard lock(lookup_mu);
-      prepared.insert_or_assign(layer.image_ref + " " + layer.layer_digest, std::move(req));
+      auto now = Clock::now();
+      std::erase_if(prepared, [&](const auto& e) { return now - e.second.at > kPreparedTtl; });
+      prepared.insert_or_assign(layer.image_ref + " " + layer.layer_digest,
+                                Prepared{std::move(req), now});
     } catch (const std::exception&) {
       // The first read prepares it then (and meets the registry's error there).
     }
@@ -189,9 +199,10 @@ struct LayerService::Impl {
     std::lock_guard lock(lookup_mu);
     auto it = prepared.find(ref.image_ref + " " + ref.layer_digest);
     if (it == prepared.end()) return std::nullopt;
-    fetcher::HttpRequest req = std::move(it->second);
+    Prepared p = std::move(it->second);
     prepared.erase(it);
-    return req;
+    if (Clock::now() - p.at > kPreparedTtl) return std::nullopt;
+    return std::move(p.request);
   }
 
   std::string IndexPath(const std::string& layer) const {
