@@ -121,7 +121,15 @@ template <typename Fn>
 grpc::Status SnapshotsService::Handle(Rpc rpc, const std::string& key, Fn&& fn) {
   auto start = std::chrono::steady_clock::now();
   grpc::Status status = Answer(rpc, key, std::forward<Fn>(fn));
-  requests_.Record(rpc, status.error_code(), std::chrono::steady_clock::now() - start);
+  auto took = std::chrono::steady_clock::now() - start;
+  requests_.Record(rpc, status.error_code(), took);
+  // Every request at debug level, with its time: where a slow pull or container start waits.
+  log_.Debug("request",
+             {{"method", RpcName(rpc)},
+              {"key", key},
+              {"code", GrpcCodeName(status.error_code())},
+              {"us", std::to_string(
+                         std::chrono::duration_cast<std::chrono::microseconds>(took).count())}});
   return status;
 }
 

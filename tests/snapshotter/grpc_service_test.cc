@@ -240,6 +240,12 @@ TEST_F(GrpcServiceTest, MetricsCountRequestsByCodeAndSnapshotsByKindAndMode) {
       << "codes that never occurred are left out";
   EXPECT_TRUE(testing::HttpExchange(daemon_.MetricsAddress(), "GET / HTTP/1.1\r\n\r\n")
                   .starts_with("HTTP/1.1 404 "));
+  // At debug level each request is logged with its code and time.
+  const std::string log = daemon_.ReadLog();
+  for (const char* line : {"msg=request method=Prepare key=container code=OK us=",
+                           "msg=request method=Stat key=zz code=NOT_FOUND us="}) {
+    EXPECT_NE(log.find(line), std::string::npos) << line << " in\n" << log;
+  }
 
   // Counters start again with the process; the snapshots are what the metadata holds.
   Restart(/*kill9=*/true);
