@@ -83,6 +83,11 @@ TEST(ErofsLayerDecoder, TruncatedOrCorruptStreamsAreDataLoss) {
   bad[bad.size() - 6] ^= 0x55;  // CRC32 in the trailer
   EXPECT_EQ(CodeOf([&] { Decode(bad); }), ErrorCode::kDataLoss);
   bad = gz;
+  bad[bad.size() - 2] ^= 0x01;  // ISIZE in the trailer
+  EXPECT_EQ(CodeOf([&] { Decode(bad); }), ErrorCode::kDataLoss);
+  // Bytes after the last member that are not another member.
+  EXPECT_EQ(CodeOf([&] { Decode(gz + std::string(16, '\0')); }), ErrorCode::kDataLoss);
+  bad = gz;
   bad[10] = '\xff';  // first deflate block header: invalid block type
   EXPECT_EQ(CodeOf([&] { Decode(bad); }), ErrorCode::kDataLoss);
   std::string zst("\x28\xb5\x2f\xfd\x00\x00\x00\x00", 8);
