@@ -40,7 +40,8 @@ struct DecodeOptions {
 };
 
 // Reads `fd` to EOF, decompresses as detected and hands the plain bytes to `sink` in order.
-// gzip is inflated with ISA-L, or with zlib when checkpoints are wanted (its block stops find them).
+// gzip is inflated with ISA-L, or with zlib when checkpoints are wanted (its block stops find
+// them).
 // Concatenated gzip members and zstd frames are accepted. A truncated or corrupt stream throws
 // Error(kDataLoss); read errors throw as ThrowErrno does. Returns the detected compression.
 LayerCompression DecodeLayer(int fd, const ByteSink& sink, const DecodeOptions& opts = {});
