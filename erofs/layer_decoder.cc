@@ -38,6 +38,32 @@ const char* IsalError(int rc) {
   }
 }
 
+// ISA-L's inflate state (~100 KiB of buffers: on the heap) for `wrapper`: ISAL_DEFLATE (raw) or
+// ISAL_GZIP (header parsed, each member's CRC and length checked).
+std::unique_ptr<inflate_state> NewIsalInflate(uint32_t wrapper) {
+  auto st = std::make_unique<inflate_state>();
+  isal_inflate_init(st.get());
+  st->crc_flag = wrapper;
+  return st;
+}
+
+// After a member ends: ready for the next one, a gzip member. Keeps next_in / avail_in.
+void IsalNextMember(inflate_state& st) {
+  isal_inflate_reset(&st);
+  st.crc_flag = ISAL_GZIP;
+}
+
+// Whole input bytes ISA-L still holds in its bit buffer when a member ends: they come after it.
+size_t IsalHeldBytes(const inflate_state& st) {
+  return static_cast<size_t>(st.read_in_length / 8);
+}
+
+void ThrowIfIsalFailed(int rc) {
+  if (rc < 0) {
+    throw Error(ErrorCode::kDataLoss, std::string("gzip layer is corrupt: ") + IsalError(rc));
+  }
+}
+
 // Reads up to `len` bytes, retrying short reads; returns 0 only at EOF.
 size_t ReadSome(int fd, uint8_t* buf, size_t len) {
   for (;;) {
@@ -140,9 +166,7 @@ void DecodeGzip(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink&
 // Without checkpoints to find, gzip is inflated with ISA-L (2x zlib here): full images for the
 // guest agent and `lazysnap build`. Same contract as DecodeGzip.
 void DecodeGzipFast(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteSink& sink) {
-  auto st = std::make_unique<inflate_state>();  // ~100 KiB of buffers: not on the stack
-  isal_inflate_init(st.get());
-  st->crc_flag = ISAL_GZIP;  // header parsed, CRC and length of each member checked
+  auto st = NewIsalInflate(ISAL_GZIP);
   std::vector<uint8_t> out(kChunk);
   st->next_in = in.data();
   st->avail_in = static_cast<uint32_t>(in_len);
@@ -164,8 +188,7 @@ void DecodeGzipFast(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteS
     }
     if (member_done) {
       // Another member follows (pigz and some registries write several).
-      isal_inflate_reset(st.get());  // keeps next_in / avail_in
-      st->crc_flag = ISAL_GZIP;
+      IsalNextMember(*st);
       member_done = false;
     }
     st->next_out = out.data();
@@ -174,12 +197,9 @@ void DecodeGzipFast(int fd, std::vector<uint8_t>& in, size_t in_len, const ByteS
     int rc = isal_inflate(st.get());
     size_t produced = out.size() - st->avail_out;
     if (produced) sink(out.data(), produced);
-    if (rc < 0) {
-      throw Error(ErrorCode::kDataLoss, std::string("gzip layer is corrupt: ") + IsalError(rc));
-    }
+    ThrowIfIsalFailed(rc);
     if (st->block_state == ISAL_BLOCK_FINISH) {
-      // Whole bytes past the trailer still in ISA-L's bit buffer belong to the next member.
-      size_t held = static_cast<size_t>(st->read_in_length / 8);
+      size_t held = IsalHeldBytes(*st);  // the next member's first bytes
       if (held > static_cast<size_t>(st->next_in - in.data()))
         throw Error(ErrorCode::kInternal, "gzip member end outside the input buffer");
       st->next_in -= held;
@@ -280,10 +300,8 @@ std::string InflateFromCheckpoint(const GzipCheckpoint& cp, const CompressedRead
   if (offset < cp.out) throw Error(ErrorCode::kInvalidArgument, "offset before the checkpoint");
   if (cp.window.size() > kWindow || cp.bits > 7)
     throw Error(ErrorCode::kInvalidArgument, "malformed gzip checkpoint");
-  auto st = std::make_unique<inflate_state>();  // ~100 KiB of buffers: not on the stack
-  isal_inflate_init(st.get());
   // Raw deflate from the block boundary; members after this one are read with their gzip wrapper.
-  st->crc_flag = ISAL_DEFLATE;
+  auto st = NewIsalInflate(ISAL_DEFLATE);
   if (!cp.window.empty() &&
       isal_inflate_set_dict(st.get(),
                             reinterpret_cast<uint8_t*>(const_cast<char*>(cp.window.data())),
@@ -330,18 +348,14 @@ std::string InflateFromCheckpoint(const GzipCheckpoint& cp, const CompressedRead
     } else {
       produced += made;
     }
-    if (rc < 0) {
-      throw Error(ErrorCode::kDataLoss, std::string("gzip layer is corrupt: ") + IsalError(rc));
-    }
+    ThrowIfIsalFailed(rc);
     if (st->block_state == ISAL_BLOCK_FINISH) {
-      // End of this member. ISA-L may hold whole bytes past it in its bit buffer; a raw stream
-      // leaves the 8-byte trailer unread, a gzip one does not.
-      pos = pos - st->avail_in - static_cast<uint64_t>(st->read_in_length / 8) + (raw ? 8 : 0);
+      // End of this member: a raw stream leaves the 8-byte trailer unread, a gzip one does not.
+      pos = pos - st->avail_in - IsalHeldBytes(*st) + (raw ? 8 : 0);
       raw = false;
       member_fed = false;
-      isal_inflate_reset(st.get());
+      IsalNextMember(*st);
       st->avail_in = 0;  // read again from `pos`
-      st->crc_flag = ISAL_GZIP;
     } else if (made == 0 && st->avail_in == avail_before && st->avail_in > 0) {
       throw Error(ErrorCode::kDataLoss, "gzip layer is corrupt: inflate made no progress");
     }
