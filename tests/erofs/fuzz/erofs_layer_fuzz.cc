@@ -20,6 +20,19 @@
 
 namespace {
 
+// Decompression bombs are the caller's disk budget; keep fuzz runs short.
+constexpr uint64_t kMaxDecoded = 64u << 20;
+constexpr size_t kKeptPrefix = 1u << 20;  // decoded bytes kept to compare the inflaters with
+
+// Counts decoded bytes (throwing past kMaxDecoded) and keeps exactly the first kKeptPrefix of
+// them, whatever sizes the inflater hands them in.
+void Take(const uint8_t* p, size_t n, uint64_t& total, std::string& prefix) {
+  total += n;
+  if (total > kMaxDecoded) throw lazysnap::Error(lazysnap::ErrorCode::kResourceExhausted, "big");
+  if (prefix.size() < kKeptPrefix)
+    prefix.append(reinterpret_cast<const char*>(p), std::min(n, kKeptPrefix - prefix.size()));
+}
+
 // Every checkpoint DecodeLayer (zlib) reported must give, through InflateFromCheckpoint (ISA-L),
 // the bytes DecodeLayer produced after it: the two inflaters must agree. Where the stream is
 // corrupt further on, the span inflate may stop earlier but never differ.
@@ -51,18 +64,14 @@ void CheckCheckpoints(const uint8_t* data, size_t size,
 // same bytes and the same verdict where zlib finished it (an inflater may stop at a different
 // point of a corrupt stream, never with other bytes).
 void CheckFastDecode(int fd, const std::string& plain, bool decoded, uint64_t total) {
-  if (total > (64u << 20)) return;  // cut short above: no verdict to compare
+  if (total > kMaxDecoded) return;  // cut short above: no verdict to compare
   ::lseek(fd, 0, SEEK_SET);
   std::string fast;
   uint64_t fast_total = 0;
   bool fast_ok = false;
   try {
-    lazysnap::erofs::DecodeLayer(fd, [&](const uint8_t* p, size_t n) {
-      fast_total += n;
-      if (fast_total > (64u << 20))
-        throw lazysnap::Error(lazysnap::ErrorCode::kResourceExhausted, "big");
-      if (fast.size() < (1u << 20)) fast.append(reinterpret_cast<const char*>(p), n);
-    });
+    lazysnap::erofs::DecodeLayer(fd,
+                                 [&](const uint8_t* p, size_t n) { Take(p, n, fast_total, fast); });
     fast_ok = true;
   } catch (const lazysnap::Error&) {
   }
@@ -81,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   lazysnap::erofs::TarScanner scanner;
   uint64_t total = 0;
   std::vector<lazysnap::erofs::GzipCheckpoint> cps;
-  std::string plain;  // the first MiB of the decoded bytes
+  std::string plain;  // the first kKeptPrefix decoded bytes
   bool decoded = false, scanned = true;
   lazysnap::erofs::DecodeOptions opts;
   opts.checkpoint_span = 16 << 10;
@@ -92,11 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     lazysnap::erofs::DecodeLayer(
         fd.get(),
         [&](const uint8_t* p, size_t n) {
-          total += n;
-          // Decompression bombs are the caller's disk budget; keep fuzz runs short.
-          if (total > (64u << 20))
-            throw lazysnap::Error(lazysnap::ErrorCode::kResourceExhausted, "big");
-          if (plain.size() < (1u << 20)) plain.append(reinterpret_cast<const char*>(p), n);
+          Take(p, n, total, plain);
           if (scanned) {
             try {
               scanner.Feed(p, n);
