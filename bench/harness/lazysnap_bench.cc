@@ -259,7 +259,8 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
   }
   std::string level = logs_dir.empty() ? "warn" : "info";
   LazysnapdProcess daemon("log_level = \"" + level + "\"\n" + sc.lazysnap_config +
-                          (fused ? fused->config() : std::string()));
+                              (fused ? fused->config() : std::string()),
+                          "");
   ContainerdOptions o;
   o.snapshotter_socket = daemon.socket();
   o.cri = true;

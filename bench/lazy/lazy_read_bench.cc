@@ -214,7 +214,7 @@ int Run(int argc, char** argv) {
   for (int run = 0; run < runs; ++run) {
     {
       std::fprintf(stderr, "run %d: native overlayfs\n", run + 1);
-      LazysnapdProcess daemon("log_level = \"warn\"\n");
+      LazysnapdProcess daemon("log_level = \"warn\"\n", "");
       Containerd c({.snapshotter_socket = daemon.socket(),
                     .cri = true,
                     .mirror_host = reg.host(),
@@ -237,7 +237,7 @@ int Run(int argc, char** argv) {
     for (auto& s : spans) {
       std::fprintf(stderr, "run %d: lazy, span %s\n", run + 1, s.name.c_str());
       FusedProcess fused({reg.host()}, 60, fused_config);
-      LazysnapdProcess daemon("log_level = \"warn\"\n" + fused.config());
+      LazysnapdProcess daemon("log_level = \"warn\"\n" + fused.config(), "");
       Containerd c({.snapshotter_socket = daemon.socket(),
                     .cri = true,
                     .mirror_host = reg.host(),

@@ -119,7 +119,7 @@ int Run(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--existing")) existing = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--ops")) ops = std::atoi(argv[i + 1]);
   }
-  lazysnap::testing::LazysnapdProcess daemon("log_level = \"warn\"\n");
+  lazysnap::testing::LazysnapdProcess daemon("log_level = \"warn\"\n", "");
   lazysnap::testing::Containerd containerd({.snapshotter_socket = daemon.socket()});
   std::vector<Target> targets = {
       {"lazysnapd direct", daemon.socket(), "lazysnap", false},

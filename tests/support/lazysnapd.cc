@@ -2,6 +2,9 @@
 
 #include <signal.h>
 
+#include <utility>
+#include <vector>
+
 #include "common/error.h"
 #include "common/file_util.h"
 #include "tests/support/registry.h"
@@ -12,8 +15,8 @@ std::string LazysnapdBinary() {
   return LAZYSNAPD_PATH;
 }
 
-LazysnapdProcess::LazysnapdProcess(const std::string& config_toml)
-    : socket_(dir_ / "lazysnap.sock") {
+LazysnapdProcess::LazysnapdProcess(const std::string& config_toml, std::string log_level)
+    : socket_(dir_ / "lazysnap.sock"), log_level_(std::move(log_level)) {
   WriteFileAtomic(dir_ / "config.toml", config_toml);
   Start();
 }
@@ -28,9 +31,10 @@ void LazysnapdProcess::Start() {
   so.stdout_path = log_path() + "." + std::to_string(starts_++);
   so.stderr_path = "=stdout";
   so.die_with_parent = true;
-  proc_ = Subprocess::Spawn({LazysnapdBinary(), "--config", dir_ / "config.toml", "--root", root(),
-                             "--address", socket_, "--log-level", "debug"},
-                            so);
+  std::vector<std::string> argv = {
+      LazysnapdBinary(), "--config", dir_ / "config.toml", "--root", root(), "--address", socket_};
+  if (!log_level_.empty()) argv.insert(argv.end(), {"--log-level", log_level_});
+  proc_ = Subprocess::Spawn(argv, so);
   WaitForUnixSocket(socket_, 20000);
 }
 

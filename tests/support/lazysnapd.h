@@ -12,7 +12,9 @@ namespace lazysnap::testing {
 class LazysnapdProcess {
  public:
   // `config_toml`: extra config file contents (root/address are set by the fixture via flags).
-  explicit LazysnapdProcess(const std::string& config_toml = "");
+  // `log_level` is passed as --log-level (tests read debug lines); empty: the config's level
+  // (benchmarks, whose config asks for warn).
+  explicit LazysnapdProcess(const std::string& config_toml = "", std::string log_level = "debug");
   ~LazysnapdProcess();
 
   const std::string& socket() const { return socket_; }
@@ -31,6 +33,7 @@ class LazysnapdProcess {
  private:
   TempDir dir_{"lazysnapd"};
   std::string socket_;
+  std::string log_level_;
   int starts_ = 0;
   Subprocess proc_;
 };
