@@ -1,11 +1,11 @@
 // `lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--prefetch FILE] [--hosts-dir DIR]
 //                 [--plain-http] [--docker-config FILE]`
 // Builds the lazy index of every layer of an image (each layer downloaded once, verified, and
-// passed through the EROFS index builder with gzip checkpoints) and pushes the indexes to the
-// image's repository as an OCI artifact whose subject is the image manifest. lazysnap-fused then
-// finds it through the referrers API or the referrers tag schema. zstd layers are skipped (they
-// stay native): containers still start, with those layers unpacked. --prefetch adds the image's
-// prefetch list (from `lazysnap prefetch`) to the artifact.
+// passed through the EROFS index builder with gzip or zstd checkpoints) and pushes the indexes to
+// the image's repository as an OCI artifact whose subject is the image manifest. lazysnap-fused
+// then finds it through the referrers API or the referrers tag schema. zstd layers written as one
+// big frame are skipped (they stay native): containers still start, with those layers unpacked.
+// --prefetch adds the image's prefetch list (from `lazysnap prefetch`) to the artifact.
 #include <chrono>
 #include <cstdio>
 #include <fstream>

@@ -20,6 +20,8 @@ constexpr uint32_t kVersion = 1;
 // with 1 MiB spans has 10,240 windows = 320 MiB raw; EROFS metadata of a million files ~100 MiB).
 constexpr uint64_t kMaxDecoded = 1ull << 30;
 constexpr uint32_t kWindow = 32768;
+// A zstd layer is indexed when no frame holds more than this many spans of tar.
+constexpr uint64_t kMaxZstdSpanFactor = 4;
 
 class Writer {
  public:
@@ -90,6 +92,26 @@ void CheckDigest(const std::string& d, const char* what) {
   }
 }
 
+// zstd restarts only at frame boundaries: a layer of one big frame (what most tools write) would
+// make every read decompress the whole layer, so it is left to the native pull.
+void RefuseLongZstdFrames(const LayerIndex& idx) {
+  const uint64_t max_gap = kMaxZstdSpanFactor * idx.span;
+  for (size_t i = 0; i < idx.checkpoints.size(); ++i) {
+    uint64_t end = i + 1 < idx.checkpoints.size() ? idx.checkpoints[i + 1].out : idx.tar_size;
+    uint64_t gap = end - idx.checkpoints[i].out;
+    if (gap > max_gap) {
+      throw Error(ErrorCode::kFailedPrecondition,
+                  "layer " + idx.layer_digest + " is zstd with " + std::to_string(gap >> 20) +
+                      " MiB of tar in one frame at tar offset " +
+                      std::to_string(idx.checkpoints[i].out) +
+                      ": zstd restarts only between frames, so random access needs frames of at "
+                      "most " +
+                      std::to_string(max_gap >> 20) +
+                      " MiB (e.g. pzstd or the seekable format); it is pulled natively");
+    }
+  }
+}
+
 }  // namespace
 
 LayerIndex BuildLayerIndex(const std::string& layer_path, const std::string& layer_digest,
@@ -132,20 +154,13 @@ LayerIndex BuildLayerIndex(const std::string& layer_path, const std::string& lay
     std::fclose(f);
     idx.compression = erofs::DetectLayerCompression(std::string_view(head, got));
   }
-  if (idx.compression == erofs::LayerCompression::kZstd) {
-    throw Error(ErrorCode::kFailedPrecondition,
-                "layer " + layer_digest +
-                    " is zstd-compressed: it has no restart points for random access, so it "
-                    "cannot be indexed (it is pulled natively)");
-  }
-
   std::string image_path = layer_path + ".erofs";
   erofs::BuildOptions b;
   b.mode = erofs::ImageMode::kIndexOnly;
   b.discard_blob = true;
   b.mkfs_path = opts.mkfs_path;
   b.decode.checkpoint_span = opts.span;
-  b.decode.on_checkpoint = [&](erofs::GzipCheckpoint&& cp) {
+  b.decode.on_checkpoint = [&](erofs::Checkpoint&& cp) {
     idx.checkpoints.push_back(std::move(cp));
   };
   erofs::BuildResult r = erofs::BuildLayerFromFile(layer_path, image_path, b);
@@ -158,6 +173,7 @@ LayerIndex BuildLayerIndex(const std::string& layer_path, const std::string& lay
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) idx.erofs_image.append(buf, n);
   std::fclose(f);
   ::unlink(image_path.c_str());
+  if (idx.compression == erofs::LayerCompression::kZstd) RefuseLongZstdFrames(idx);
   return idx;
 }
 
@@ -252,7 +268,8 @@ LayerIndex DecodeLayerIndex(std::string_view blob) {
   idx.layer_size = c.U64();
   uint8_t comp = c.U8();
   if (comp != static_cast<uint8_t>(erofs::LayerCompression::kNone) &&
-      comp != static_cast<uint8_t>(erofs::LayerCompression::kGzip))
+      comp != static_cast<uint8_t>(erofs::LayerCompression::kGzip) &&
+      comp != static_cast<uint8_t>(erofs::LayerCompression::kZstd))
     Cursor::Bad("unsupported layer compression " + std::to_string(comp));
   idx.compression = static_cast<erofs::LayerCompression>(comp);
   idx.tar_size = c.U64();
@@ -274,7 +291,7 @@ LayerIndex DecodeLayerIndex(std::string_view blob) {
   uint64_t ncp = c.U64();
   if (ncp > c.remaining() / 17) Cursor::Bad("checkpoints truncated");
   for (uint64_t i = 0; i < ncp; ++i) {
-    erofs::GzipCheckpoint cp;
+    erofs::Checkpoint cp;
     cp.in = c.U64();
     cp.bits = c.U8();
     cp.out = c.U64();
@@ -286,8 +303,14 @@ LayerIndex DecodeLayerIndex(std::string_view blob) {
       Cursor::Bad("checkpoints not ascending from tar offset 0");
     idx.checkpoints.push_back(std::move(cp));
   }
-  if (idx.compression == erofs::LayerCompression::kGzip && idx.checkpoints.empty())
-    Cursor::Bad("gzip layer without checkpoints");
+  if (idx.compression != erofs::LayerCompression::kNone && idx.checkpoints.empty())
+    Cursor::Bad(std::string(erofs::LayerCompressionName(idx.compression)) +
+                " layer without checkpoints");
+  if (idx.compression == erofs::LayerCompression::kZstd) {
+    for (const auto& cp : idx.checkpoints) {
+      if (cp.bits != 0 || !cp.window.empty()) Cursor::Bad("zstd checkpoint with gzip state");
+    }
+  }
   if (idx.compression == erofs::LayerCompression::kNone) {
     if (!idx.checkpoints.empty()) Cursor::Bad("checkpoints on an uncompressed layer");
     if (idx.tar_size != idx.layer_size) Cursor::Bad("uncompressed layer: tar size != layer size");

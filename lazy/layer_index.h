@@ -3,8 +3,9 @@
 //
 //  - an index-only EROFS image (metadata only; every file's data is a chunk reference into the
 //    uncompressed tar, EROFS device 1),
-//  - gzip checkpoints (zran: compressed offset, bit offset, 32 KiB window) every `span` bytes of
-//    uncompressed tar, so a read of tar bytes inflates at most one span,
+//  - checkpoints every `span` bytes of uncompressed tar, so a read of tar bytes decompresses at
+//    most one span: gzip (zran: compressed offset, bit offset, 32 KiB window) or zstd (frame
+//    starts: a layer written as many frames, e.g. by pzstd or the seekable format),
 //  - the sha256 of every `chunk_size` piece of the compressed blob, so every fetched byte is
 //    verified before it is cached or served.
 //
@@ -38,7 +39,7 @@ struct LayerIndex {
   uint64_t span = 0;       // checkpoint spacing in uncompressed bytes
   uint32_t chunk_size = 0;
   std::vector<std::string> chunk_digests;  // "sha256:<hex>", ceil(layer_size / chunk_size)
-  std::vector<erofs::GzipCheckpoint> checkpoints;
+  std::vector<erofs::Checkpoint> checkpoints;
   std::string erofs_image;
 };
 
@@ -49,8 +50,9 @@ struct IndexBuildOptions {
 };
 
 // Builds the index of the layer stored (compressed, as in the registry) at `layer_path`.
-// Only gzip and uncompressed layers can be indexed (zstd has no restart points inside a frame):
-// Error(kFailedPrecondition) for others, the builder's errors for malformed layers.
+// gzip, uncompressed and multi-frame zstd layers can be indexed; a zstd frame holding more than
+// 4 spans of tar (zstd has no restart points inside a frame: most zstd layers are one frame)
+// throws Error(kFailedPrecondition), malformed layers the builder's errors.
 LayerIndex BuildLayerIndex(const std::string& layer_path, const std::string& layer_digest,
                            const IndexBuildOptions& opts = {});
 

@@ -36,7 +36,7 @@ struct TarSource::Impl {
   std::shared_ptr<fetcher::RangeFetcher> blob;
   erofs::LayerCompression compression;
   uint64_t tar_size;
-  std::vector<erofs::GzipCheckpoint> cps;
+  std::vector<erofs::Checkpoint> cps;
   TarSourceOptions opts;
   std::unique_ptr<SpanStore> store;  // null: memory only
 
@@ -78,7 +78,7 @@ struct TarSource::Impl {
   size_t SpanOf(uint64_t offset) const {
     auto it =
         std::upper_bound(cps.begin(), cps.end(), offset,
-                         [](uint64_t off, const erofs::GzipCheckpoint& c) { return off < c.out; });
+                         [](uint64_t off, const erofs::Checkpoint& c) { return off < c.out; });
     return static_cast<size_t>(it - cps.begin()) - 1;
   }
   uint64_t SpanEnd(size_t s) const { return s + 1 < cps.size() ? cps[s + 1].out : tar_size; }
@@ -123,7 +123,7 @@ struct TarSource::Impl {
   // span starts: one ranged read instead of inflate's 64 KiB sips).
   SpanData InflateSpan(size_t s, const std::string& in, uint64_t in_from) const {
     auto t0 = Clock::now();
-    const erofs::GzipCheckpoint& cp = cps[s];
+    const erofs::Checkpoint& cp = cps[s];
     auto read = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
       if (off >= in_from && off < in_from + in.size()) {
         size_t n = std::min<uint64_t>(len, in_from + in.size() - off);
@@ -133,7 +133,10 @@ struct TarSource::Impl {
       return blob->Read(off, len, reinterpret_cast<char*>(buf));  // past the span: rare
     };
     uint64_t len = SpanEnd(s) - cp.out;
-    auto out = std::make_shared<std::string>(erofs::InflateFromCheckpoint(cp, read, cp.out, len));
+    auto out =
+        std::make_shared<std::string>(compression == erofs::LayerCompression::kZstd
+                                          ? erofs::DecodeZstdFrames(read, cp.in, len)
+                                          : erofs::InflateFromCheckpoint(cp, read, cp.out, len));
     if (out->size() != len) {
       throw Error(ErrorCode::kDataLoss, "layer " + blob->digest() + ": span at tar offset " +
                                             std::to_string(cp.out) + " inflated to " +
@@ -420,26 +423,25 @@ struct TarSource::Impl {
 
 TarSource::TarSource(std::shared_ptr<fetcher::RangeFetcher> blob,
                      erofs::LayerCompression compression, uint64_t tar_size,
-                     std::vector<erofs::GzipCheckpoint> checkpoints, TarSourceOptions opts)
+                     std::vector<erofs::Checkpoint> checkpoints, TarSourceOptions opts)
     : impl_(std::make_unique<Impl>()) {
   impl_->blob = std::move(blob);
   impl_->compression = compression;
   impl_->tar_size = tar_size;
   impl_->cps = std::move(checkpoints);
   impl_->opts = opts;
-  if (compression == erofs::LayerCompression::kZstd) {
-    throw Error(ErrorCode::kInvalidArgument, "zstd layers cannot be read lazily");
-  }
-  if (compression == erofs::LayerCompression::kGzip) {
+  if (compression != erofs::LayerCompression::kNone) {
     const auto& c = impl_->cps;
+    const bool zstd = compression == erofs::LayerCompression::kZstd;
     if (c.empty() || c.front().out != 0) {
-      throw Error(ErrorCode::kInvalidArgument,
-                  "layer " + impl_->blob->digest() + ": gzip index has no checkpoint at offset 0");
+      throw Error(ErrorCode::kInvalidArgument, "layer " + impl_->blob->digest() + ": " +
+                                                   erofs::LayerCompressionName(compression) +
+                                                   " index has no checkpoint at offset 0");
     }
     for (size_t i = 0; i < c.size(); ++i) {
       bool ordered = i == 0 || (c[i].out > c[i - 1].out && c[i].in > c[i - 1].in);
       if (!ordered || c[i].out > tar_size || c[i].in > impl_->blob->size() ||
-          (c[i].bits && c[i].in == 0)) {
+          (c[i].bits && (c[i].in == 0 || zstd))) {
         throw Error(ErrorCode::kInvalidArgument, "layer " + impl_->blob->digest() +
                                                      ": gzip checkpoint " + std::to_string(i) +
                                                      " is out of order or out of range");

@@ -1,10 +1,10 @@
 // The uncompressed tar of a registry layer as a random-access BlockSource, without downloading
 // the layer: the device an index-only EROFS image points its file data into.
 //
-// A read of tar bytes [off, off+len) finds the gzip checkpoints around it (from the layer index),
-// fetches the compressed bytes between them through the RangeFetcher (which verifies every chunk
-// against the index's digests and keeps it in the on-disk chunk cache), and inflates that span
-// from the checkpoint's window. Inflated spans stay in a small in-memory LRU and, with a store
+// A read of tar bytes [off, off+len) finds the checkpoints (gzip or zstd) around it (from the layer
+// index), fetches the compressed bytes between them through the RangeFetcher (which verifies every
+// chunk against the index's digests and keeps it in the on-disk chunk cache), and inflates that
+// span from the checkpoint's window. Inflated spans stay in a small in-memory LRU and, with a store
 // directory, in a SpanStore on local disk, so each span is inflated once per server lifetime;
 // concurrent readers of one span wait for one inflate; a reader that moves forward span by span
 // makes the next `readahead_spans` spans fetch and inflate on `workers` background threads, so
@@ -65,10 +65,10 @@ struct TarSourceStats {
 
 class TarSource : public erofs::BlockSource {
  public:
-  // `checkpoints` (gzip): ascending by `out`, the first at out = 0. Throws Error(kInvalidArgument)
-  // for an inconsistent table.
+  // `checkpoints` (gzip, zstd): ascending by `out`, the first at out = 0. Throws
+  // Error(kInvalidArgument) for an inconsistent table.
   TarSource(std::shared_ptr<fetcher::RangeFetcher> blob, erofs::LayerCompression compression,
-            uint64_t tar_size, std::vector<erofs::GzipCheckpoint> checkpoints,
+            uint64_t tar_size, std::vector<erofs::Checkpoint> checkpoints,
             TarSourceOptions opts = {});
   ~TarSource() override;
   TarSource(const TarSource&) = delete;

@@ -115,13 +115,13 @@ int main(int argc, char** argv) try {
 
   TempDir dir("tarsrc-bench");
   WriteFileAtomic(dir / "layer.gz", blob);
-  std::vector<erofs::GzipCheckpoint> cps;
+  std::vector<erofs::Checkpoint> cps;
   uint64_t tar_size = 0;
   {
     UniqueFd fd(::open((dir / "layer.gz").c_str(), O_RDONLY | O_CLOEXEC));
     erofs::DecodeOptions o;
     o.checkpoint_span = span;
-    o.on_checkpoint = [&](erofs::GzipCheckpoint&& cp) { cps.push_back(std::move(cp)); };
+    o.on_checkpoint = [&](erofs::Checkpoint&& cp) { cps.push_back(std::move(cp)); };
     erofs::DecodeLayer(
         fd.get(), [&](const uint8_t*, size_t n) { tar_size += n; }, o);
   }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <mutex>
@@ -96,7 +97,7 @@ TEST(ErofsLayerDecoder, TruncatedOrCorruptStreamsAreDataLoss) {
 
 // Checkpoints recorded while decoding let any uncompressed range be inflated from the nearest
 // one, across gzip member boundaries too.
-TEST(ErofsLayerDecoder, GzipCheckpointsGiveRandomAccess) {
+TEST(ErofsLayerDecoder, CheckpointsGiveRandomAccess) {
   std::string data;
   std::mt19937 rng(42);
   while (data.size() < 3 * 1024 * 1024) {
@@ -114,10 +115,10 @@ TEST(ErofsLayerDecoder, GzipCheckpointsGiveRandomAccess) {
     TempDir tmp("erofs-cp");
     WriteFileAtomic(tmp / "l.gz", *gz);
     UniqueFd fd(::open((tmp / "l.gz").c_str(), O_RDONLY));
-    std::vector<GzipCheckpoint> cps;
+    std::vector<Checkpoint> cps;
     DecodeOptions o;
     o.checkpoint_span = 256 * 1024;
-    o.on_checkpoint = [&](GzipCheckpoint&& cp) { cps.push_back(std::move(cp)); };
+    o.on_checkpoint = [&](Checkpoint&& cp) { cps.push_back(std::move(cp)); };
     std::string out;
     DecodeLayer(
         fd.get(),
@@ -136,7 +137,7 @@ TEST(ErofsLayerDecoder, GzipCheckpointsGiveRandomAccess) {
                                                       {2 * third - 1, 2}, {data.size() - 10, 100}};
     for (int i = 0; i < 40; ++i) reads.emplace_back(rng() % data.size(), 1 + rng() % 70000);
     for (auto [off, len] : reads) {
-      const GzipCheckpoint* best = &cps[0];
+      const Checkpoint* best = &cps[0];
       for (const auto& cp : cps)
         if (cp.out <= off) best = &cp;
       EXPECT_TRUE(InflateFromCheckpoint(*best, reader, off, len) == data.substr(off, len))
@@ -154,6 +155,102 @@ TEST(ErofsLayerDecoder, GzipCheckpointsGiveRandomAccess) {
     };
     EXPECT_EQ(CodeOf([&] { InflateFromCheckpoint(cps[1], cut, cps[1].out, 1 << 20); }),
               ErrorCode::kDataLoss);
+  }
+}
+
+// Frames of `sizes` bytes each (the rest in the last), with a skippable frame after the first.
+std::string ZstdFrames(const std::string& data, const std::vector<size_t>& sizes) {
+  std::string out;
+  size_t pos = 0;
+  for (size_t i = 0; pos < data.size(); ++i) {
+    size_t n = i < sizes.size() ? std::min(sizes[i], data.size() - pos) : data.size() - pos;
+    std::string f(ZSTD_compressBound(n), '\0');
+    f.resize(ZSTD_compress(f.data(), f.size(), data.data() + pos, n, 3));
+    out += f;
+    if (i == 0) out += std::string("\x50\x2a\x4d\x18\x04\0\0\0skip", 12);
+    pos += n;
+  }
+  return out;
+}
+
+TEST(ErofsLayerDecoder, ZstdFrameCheckpointsGiveRandomAccess) {
+  std::string data;
+  std::mt19937 rng(7);
+  while (data.size() < 3 * 1024 * 1024) {
+    if (rng() % 2) {
+      for (int i = 0; i < 5000; ++i) data.push_back(static_cast<char>(rng()));
+    } else {
+      data += "line " + std::to_string(rng() % 1000) + " of some very compressible text\n";
+    }
+  }
+  TempDir tmp("erofs-zcp");
+  // Ours (frames of 100 KiB..1 MiB and a skippable frame) and pzstd's (its own frames, each
+  // after a skippable frame holding its size).
+  const std::string ours =
+      ZstdFrames(data, {100 << 10, 100 << 10, 300 << 10, 1 << 20, 50 << 10, 700 << 10});
+  WriteFileAtomic(tmp / "d", data);
+  Sh("pzstd -q -1 -p 2 " + tmp / "d" + " -o " + tmp / "d.zst");
+  const std::string pz = ReadFile(tmp / "d.zst");
+  const std::string one = ZstdFrames(data, {});
+  for (const std::string* zst : {&ours, &pz, &one}) {
+    WriteFileAtomic(tmp / "l.zst", *zst);
+    UniqueFd fd(::open((tmp / "l.zst").c_str(), O_RDONLY));
+    std::vector<Checkpoint> cps;
+    DecodeOptions o;
+    o.checkpoint_span = 256 * 1024;
+    o.on_checkpoint = [&](Checkpoint&& cp) { cps.push_back(std::move(cp)); };
+    std::string out;
+    EXPECT_EQ(
+        DecodeLayer(
+            fd.get(),
+            [&](const uint8_t* p, size_t n) { out.append(reinterpret_cast<const char*>(p), n); },
+            o),
+        LayerCompression::kZstd);
+    ASSERT_TRUE(out == data);
+    ASSERT_FALSE(cps.empty());
+    EXPECT_EQ(cps[0].in, 0u);
+    EXPECT_EQ(cps[0].out, 0u);
+    for (size_t i = 1; i < cps.size(); ++i) {
+      EXPECT_GE(cps[i].out - cps[i - 1].out, o.checkpoint_span);
+      EXPECT_GT(cps[i].in, cps[i - 1].in);
+      EXPECT_LT(cps[i].out, data.size());  // none at the very end
+      EXPECT_EQ(cps[i].bits, 0);
+      EXPECT_TRUE(cps[i].window.empty());
+    }
+    if (zst == &one) {
+      EXPECT_EQ(cps.size(), 1u);
+    } else if (zst == &ours) {
+      // Frames end at 100 and 200 KiB (too close), 500, 1524, 1574 (too close) and 2274 KiB.
+      ASSERT_EQ(cps.size(), 4u);
+      EXPECT_EQ(cps[1].out, 500u << 10);
+      EXPECT_EQ(cps[2].out, 1524u << 10);
+      EXPECT_EQ(cps[3].out, 2274u << 10);
+    } else {
+      EXPECT_GE(cps.size(), 2u);  // pzstd -1 cuts 2 MiB frames
+    }
+    CompressedReader reader = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+      if (off >= zst->size()) return 0;
+      size_t n = std::min<size_t>(len, zst->size() - off);
+      memcpy(buf, zst->data() + off, n);
+      return n;
+    };
+    for (size_t i = 0; i < cps.size(); ++i) {
+      uint64_t end = i + 1 < cps.size() ? cps[i + 1].out : data.size();
+      EXPECT_TRUE(DecodeZstdFrames(reader, cps[i].in, end - cps[i].out) ==
+                  data.substr(cps[i].out, end - cps[i].out))
+          << "span " << i << " at " << cps[i].out;
+    }
+    // Past the end: fewer bytes; a blob cut inside a frame: data loss. (Bytes changed in
+    // transit are the fetcher's to catch: every chunk is checked against the index's digests.)
+    EXPECT_EQ(DecodeZstdFrames(reader, cps.back().in, data.size()).size(),
+              data.size() - cps.back().out);
+    CompressedReader cut = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+      uint64_t limit = cps.back().in + 1000;
+      size_t n = off >= limit ? 0 : std::min<size_t>(len, limit - off);
+      memcpy(buf, zst->data() + off, n);
+      return n;
+    };
+    EXPECT_EQ(CodeOf([&] { DecodeZstdFrames(cut, cps.back().in, 1 << 20); }), ErrorCode::kDataLoss);
   }
 }
 
@@ -292,9 +389,9 @@ TEST_F(ErofsBuild, FullImageIsReproducibleAndObserverSeesTheTar) {
     seen.Update(p, n);
     seen_bytes += n;
   };
-  std::vector<GzipCheckpoint> cps;
+  std::vector<Checkpoint> cps;
   o.decode.checkpoint_span = 1 << 20;
-  o.decode.on_checkpoint = [&](GzipCheckpoint&& cp) { cps.push_back(std::move(cp)); };
+  o.decode.on_checkpoint = [&](Checkpoint&& cp) { cps.push_back(std::move(cp)); };
   BuildResult a = BuildLayerFromFile(tmp_ / "l.tar.gz", tmp_ / "a.erofs", o);
   // The same pass left checkpoints that reach into the tar without inflating from the start.
   ASSERT_GE(cps.size(), 3u);
@@ -304,7 +401,7 @@ TEST_F(ErofsBuild, FullImageIsReproducibleAndObserverSeesTheTar) {
     memcpy(buf, gz.data() + off, n);
     return n;
   };
-  const GzipCheckpoint& cp = cps[cps.size() / 2];
+  const Checkpoint& cp = cps[cps.size() / 2];
   EXPECT_TRUE(InflateFromCheckpoint(cp, rd, cp.out + 12345, 4096) ==
               tar.substr(cp.out + 12345, 4096));
   EXPECT_EQ(a.input_compression, LayerCompression::kGzip);

@@ -290,8 +290,11 @@ TEST(LayerIndexCodec, RejectsInconsistentIndexes) {
   }
   {
     LayerIndex x = good;
-    x.compression = LayerCompression::kZstd;
+    x.compression = static_cast<LayerCompression>(3);
     ExpectRejected(x, "unsupported layer compression");
+    x = good;
+    x.compression = LayerCompression::kZstd;  // gzip checkpoints (windows) on a zstd layer
+    ExpectRejected(x, "zstd checkpoint with gzip state");
     x = good;
     x.chunk_size = 4095;
     ExpectRejected(x, "bad chunk size");
@@ -427,14 +430,46 @@ TEST_F(BuildLayerIndexTest, WrongDigestIsDataLoss) {
   }
 }
 
-TEST_F(BuildLayerIndexTest, ZstdLayerIsFailedPrecondition) {
-  Sh("tar cf - -C root . | zstd -q -c > layer.tar.zst");
+TEST_F(BuildLayerIndexTest, SingleFrameZstdLayerIsFailedPrecondition) {
+  Sh("tar cf layer.tar -C root . && zstd -q -c layer.tar > layer.tar.zst");
   const std::string path = tmp_ / "layer.tar.zst";
+  ASSERT_GT(ReadFile(tmp_ / "layer.tar").size(), 4u * 64 * 1024);  // one frame of > 4 spans
   try {
     BuildLayerIndex(path, Sha256Digest(ReadFile(path)), {.span = 64 * 1024});
-    FAIL() << "indexed a zstd layer";
+    FAIL() << "indexed a zstd layer of one big frame";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition) << e.what();
+    EXPECT_NE(std::string(e.what()).find("in one frame"), std::string::npos) << e.what();
+  }
+}
+
+// A zstd layer written as many frames (here 100 KiB pieces, as pzstd or the seekable format do)
+// restarts at frame starts.
+TEST_F(BuildLayerIndexTest, MultiFrameZstdLayer) {
+  Sh("tar cf layer.tar -C root . && split -b 100k layer.tar piece. && "
+     "for p in piece.*; do zstd -q -c $p >> layer.tar.zst; done");
+  const std::string tar = ReadFile(tmp_ / "layer.tar");
+  const std::string path = tmp_ / "layer.tar.zst";
+  const std::string blob = ReadFile(path);
+  LayerIndex idx =
+      BuildLayerIndex(path, Sha256Digest(blob), {.span = 64 * 1024, .chunk_size = 64 * 1024});
+  EXPECT_EQ(idx.compression, LayerCompression::kZstd);
+  EXPECT_EQ(idx.tar_size, tar.size());
+  EXPECT_EQ(idx.tar_digest, Sha256Digest(tar));
+  ASSERT_EQ(idx.checkpoints.size(), (tar.size() + 102399) / 102400);
+  LayerIndex back = DecodeLayerIndex(EncodeLayerIndex(idx));
+  EXPECT_TRUE(SameIndex(back, idx));
+  erofs::CompressedReader read = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
+    if (off >= blob.size()) return 0;
+    size_t n = std::min<size_t>(len, blob.size() - off);
+    std::memcpy(buf, blob.data() + off, n);
+    return n;
+  };
+  for (size_t i = 0; i < back.checkpoints.size(); ++i) {
+    const auto& cp = back.checkpoints[i];
+    SCOPED_TRACE(cp.out);
+    EXPECT_EQ(cp.out, i * 102400);
+    EXPECT_EQ(erofs::DecodeZstdFrames(read, cp.in, 1000), tar.substr(cp.out, 1000));
   }
 }
 

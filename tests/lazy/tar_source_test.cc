@@ -63,10 +63,10 @@ class TarSourceTest : public ::testing::Test {
     WriteFileAtomic(d / "layer.gz", *blob_);
     UniqueFd fd(::open((d / "layer.gz").c_str(), O_RDONLY | O_CLOEXEC));
     tar_ = new std::string;
-    cps_ = new std::vector<erofs::GzipCheckpoint>;
+    cps_ = new std::vector<erofs::Checkpoint>;
     erofs::DecodeOptions o;
     o.checkpoint_span = kSpan;
-    o.on_checkpoint = [](erofs::GzipCheckpoint&& cp) { cps_->push_back(std::move(cp)); };
+    o.on_checkpoint = [](erofs::Checkpoint&& cp) { cps_->push_back(std::move(cp)); };
     erofs::DecodeLayer(
         fd.get(),
         [](const uint8_t* p, size_t n) { tar_->append(reinterpret_cast<const char*>(p), n); }, o);
@@ -130,7 +130,7 @@ class TarSourceTest : public ::testing::Test {
   static std::string* digest_;
   static std::string* blob_;
   static std::string* tar_;
-  static std::vector<erofs::GzipCheckpoint>* cps_;
+  static std::vector<erofs::Checkpoint>* cps_;
   TempDir dir_{"tarsrc"};
 };
 
@@ -139,7 +139,7 @@ PushedImage* TarSourceTest::image_ = nullptr;
 std::string* TarSourceTest::digest_ = nullptr;
 std::string* TarSourceTest::blob_ = nullptr;
 std::string* TarSourceTest::tar_ = nullptr;
-std::vector<erofs::GzipCheckpoint>* TarSourceTest::cps_ = nullptr;
+std::vector<erofs::Checkpoint>* TarSourceTest::cps_ = nullptr;
 
 TEST_F(TarSourceTest, RandomReadsEqualTheDecompressedTar) {
   ASSERT_GT(cps_->size(), 8u);
@@ -159,6 +159,60 @@ TEST_F(TarSourceTest, RandomReadsEqualTheDecompressedTar) {
     ASSERT_EQ(Read(*s.source, b - 3, 6), tar_->substr(b - 3, 6));
   }
   EXPECT_THROW(Read(*s.source, tar_->size() - 1, 2), Error);
+}
+
+// A zstd layer of many frames (pzstd's: 2 MiB frames, each after a skippable frame) is read
+// the same way, restarting at frame starts.
+TEST_F(TarSourceTest, MultiFrameZstdLayerReadsEqualTheTar) {
+  TempDir d("tarsrc-zstd");
+  WriteFileAtomic(d / "layer.tar", *tar_);
+  ASSERT_EQ(std::system(("pzstd -q -1 -p 2 " + d / "layer.tar" + " -o " + d / "layer.zst").c_str()),
+            0);
+  const std::string blob = ReadFile(d / "layer.zst");
+  RegistryClient c(Ref(), Plain());
+  const std::string digest = c.PushBlob(blob);
+  std::vector<erofs::Checkpoint> cps;
+  erofs::DecodeOptions o;
+  o.checkpoint_span = kSpan;
+  o.on_checkpoint = [&](erofs::Checkpoint&& cp) { cps.push_back(std::move(cp)); };
+  UniqueFd fd(::open((d / "layer.zst").c_str(), O_RDONLY | O_CLOEXEC));
+  std::string tar;
+  ASSERT_EQ(
+      erofs::DecodeLayer(
+          fd.get(),
+          [&](const uint8_t* p, size_t n) { tar.append(reinterpret_cast<const char*>(p), n); }, o),
+      erofs::LayerCompression::kZstd);
+  ASSERT_TRUE(tar == *tar_);
+  ASSERT_GE(cps.size(), 5u);
+
+  ChunkCacheOptions co;
+  co.dir = dir_ / "zstd-cache";
+  co.chunk_size = kChunk;
+  ChunkCache cache(co);
+  MultiHttp http(4);
+  RangeFetcherOptions ro;
+  for (size_t off = 0; off < blob.size(); off += kChunk)
+    ro.chunk_digests.push_back(Sha256Digest(std::string_view(blob).substr(off, kChunk)));
+  auto fetcher = std::make_shared<RangeFetcher>(std::make_shared<RegistryClient>(Ref(), Plain()),
+                                                digest, blob.size(), cache, http, ro);
+  TarSourceOptions to;
+  to.store_dir = d.path();
+  TarSource src(fetcher, erofs::LayerCompression::kZstd, tar.size(), cps, to);
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 60; ++i) {
+    uint64_t off = rng() % tar.size();
+    size_t len = 1 + rng() % std::min<uint64_t>(3 << 20, tar.size() - off);
+    ASSERT_EQ(Read(src, off, len), tar.substr(off, len)) << off << "+" << len;
+  }
+  for (size_t i = 1; i < cps.size(); ++i) {
+    uint64_t b = cps[i].out;
+    ASSERT_EQ(Read(src, b - 3, 6), tar.substr(b - 3, 6));
+  }
+  EXPECT_EQ(src.Stats().spans_inflated, cps.size());  // each once, then from memory or store
+  // A zstd table with gzip state is refused.
+  auto bad = cps;
+  bad[1].bits = 3;
+  EXPECT_THROW(TarSource(fetcher, erofs::LayerCompression::kZstd, tar.size(), bad), Error);
 }
 
 TEST_F(TarSourceTest, ASmallReadFetchesOnlyItsSpan) {

@@ -1,8 +1,8 @@
 // libFuzzer entry for the layer input path: the bytes are a layer (tar, tar.gz or tar.zst, as
 // sniffed), decoded by DecodeLayer and validated by TarScanner exactly as BuildLayer does before
 // mkfs.erofs sees anything. Every failure must be a lazysnap::Error; decompression must stay
-// bounded (zstd window limit) and never hang; every gzip checkpoint must reproduce the bytes
-// after it.
+// bounded (zstd window limit) and never hang; every gzip or zstd checkpoint must reproduce the
+// bytes after it.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -35,10 +35,11 @@ void Take(const uint8_t* p, size_t n, uint64_t& total, std::string& prefix) {
 
 // Every checkpoint DecodeLayer (zlib) reported must give, through InflateFromCheckpoint (ISA-L),
 // the bytes DecodeLayer produced after it: the two inflaters must agree. Where the stream is
-// corrupt further on, the span inflate may stop earlier but never differ.
-void CheckCheckpoints(const uint8_t* data, size_t size,
-                      const std::vector<lazysnap::erofs::GzipCheckpoint>& cps,
-                      const std::string& plain, bool complete) {
+// corrupt further on, the span inflate may stop earlier but never differ. zstd checkpoints (frame
+// starts) likewise through DecodeZstdFrames.
+void CheckCheckpoints(const uint8_t* data, size_t size, bool zstd,
+                      const std::vector<lazysnap::erofs::Checkpoint>& cps, const std::string& plain,
+                      bool complete) {
   lazysnap::erofs::CompressedReader read = [&](uint64_t off, uint8_t* buf, size_t len) -> size_t {
     if (off >= size) return 0;
     size_t n = std::min<size_t>(len, size - off);
@@ -50,7 +51,8 @@ void CheckCheckpoints(const uint8_t* data, size_t size,
     size_t len = std::min<size_t>(64 << 10, plain.size() - cp.out);
     std::string got;
     try {
-      got = lazysnap::erofs::InflateFromCheckpoint(cp, read, cp.out, len);
+      got = zstd ? lazysnap::erofs::DecodeZstdFrames(read, cp.in, len)
+                 : lazysnap::erofs::InflateFromCheckpoint(cp, read, cp.out, len);
     } catch (const lazysnap::Error&) {
       if (complete) __builtin_trap();  // zlib inflated it all, ISA-L refused
       continue;
@@ -89,12 +91,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ::lseek(fd.get(), 0, SEEK_SET);
   lazysnap::erofs::TarScanner scanner;
   uint64_t total = 0;
-  std::vector<lazysnap::erofs::GzipCheckpoint> cps;
+  std::vector<lazysnap::erofs::Checkpoint> cps;
   std::string plain;  // the first kKeptPrefix decoded bytes
   bool decoded = false, scanned = true;
   lazysnap::erofs::DecodeOptions opts;
   opts.checkpoint_span = 16 << 10;
-  opts.on_checkpoint = [&](lazysnap::erofs::GzipCheckpoint&& cp) {
+  opts.on_checkpoint = [&](lazysnap::erofs::Checkpoint&& cp) {
     if (cps.size() < 8) cps.push_back(std::move(cp));
   };
   try {
@@ -116,7 +118,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)lazysnap::erofs::NormalizePath("./a//b/");
   } catch (const lazysnap::Error&) {
   }
-  CheckCheckpoints(data, size, cps, plain, decoded);
+  bool zstd = lazysnap::erofs::DetectLayerCompression(std::string_view(
+                  reinterpret_cast<const char*>(data), std::min<size_t>(size, 4))) ==
+              lazysnap::erofs::LayerCompression::kZstd;
+  CheckCheckpoints(data, size, zstd, cps, plain, decoded);
   CheckFastDecode(fd.get(), plain, decoded, total);
   return 0;
 }

@@ -18,7 +18,7 @@
 
 namespace lazysnap::lazy::index_test {
 
-inline bool SameCheckpoint(const erofs::GzipCheckpoint& a, const erofs::GzipCheckpoint& b) {
+inline bool SameCheckpoint(const erofs::Checkpoint& a, const erofs::Checkpoint& b) {
   return a.in == b.in && a.bits == b.bits && a.out == b.out && a.window == b.window;
 }
 
