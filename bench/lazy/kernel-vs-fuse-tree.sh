@@ -4,9 +4,12 @@
 # (kernel_erofs = false), against the same tree on local ext4, cold (empty caches, page cache
 # dropped) and warm (page cache dropped, span store kept). The image: one layer holding
 # /usr/share/doc (~7,600 files, ~140 MB here) in a docker-registry on 127.0.0.1.
-# usage (root, from the repo root, after building build-rel): bench/lazy/kernel-vs-fuse-tree.sh [RUNS]
+# Paths: kernel (buffered), kernel-directio (erofs_directio = true), fuse (the FUSE tree).
+# usage (root, from the repo root, after building build-rel):
+#   bench/lazy/kernel-vs-fuse-tree.sh [RUNS [PATHS]]     e.g. 3 "kernel kernel-directio"
 set -euo pipefail
 runs=${1:-3}
+paths=${2:-kernel fuse}
 B=$(pwd)/build-rel
 W=$(mktemp -d /tmp/kvf.XXXXXX)
 port=5611
@@ -39,14 +42,20 @@ echo "tree: $(find "$W/src/files" | wc -l) entries, $(du -sm "$W/src/files" | cu
 for run in $(seq "$runs"); do
   drop
   echo "run $run native ext4: find $(t find "$W/src/files") read-all $(t sh -c "tar -C $W/src/files -cf - . | cat >/dev/null")"
-  for k in true false; do
+  for path in $paths; do
+    case $path in
+      kernel) k=true dio=false ;;
+      kernel-directio) k=true dio=true ;;
+      fuse) k=false dio=false ;;
+      *) echo "unknown path $path" >&2; exit 2 ;;
+    esac
     "$B/cli/lazysnap" umount "$W/mnt" --socket "$W/fused.sock" >/dev/null 2>&1 || true
     pkill -f "lazysnap-fused --config $W/" || true
     sleep 0.5
     rm -rf "$W/root" "$W/cache"
-    printf '[lazy]\nenable = true\nkernel_erofs = %s\nbackground_fetch = false\nsocket = "%s/fused.sock"\nroot = "%s/root"\ncache_dir = "%s/cache"\nplain_http = ["127.0.0.1:%s"]\n' \
-      $k "$W" "$W" "$W" $port >"$W/fused-$k.toml"
-    "$B/lazy/lazysnap-fused" --config "$W/fused-$k.toml" >>"$W/fused.log" 2>&1 &
+    printf '[lazy]\nenable = true\nkernel_erofs = %s\nerofs_directio = %s\nbackground_fetch = false\nsocket = "%s/fused.sock"\nroot = "%s/root"\ncache_dir = "%s/cache"\nplain_http = ["127.0.0.1:%s"]\n' \
+      $k $dio "$W" "$W" "$W" $port >"$W/fused-$path.toml"
+    "$B/lazy/lazysnap-fused" --config "$W/fused-$path.toml" >>"$W/fused.log" 2>&1 &
     sleep 0.7
     mkdir -p "$W/mnt"
     "$B/cli/lazysnap" mount "127.0.0.1:$port/kvf:v1" "$W/mnt" --socket "$W/fused.sock" --plain-http >/dev/null
@@ -54,6 +63,6 @@ for run in $(seq "$runs"); do
     f1=$(t find "$W/mnt"); r1=$(t sh -c "tar -C $W/mnt -cf - . | cat >/dev/null")
     drop
     f2=$(t find "$W/mnt"); r2=$(t sh -c "tar -C $W/mnt -cf - . | cat >/dev/null")
-    echo "run $run kernel_erofs=$k: cold find $f1 read-all $r1 ; warm (page cache dropped) find $f2 read-all $r2"
+    echo "run $run $path: cold find $f1 read-all $r1 ; warm (page cache dropped) find $f2 read-all $r2"
   done
 done
