@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/process.h"
+#include "common/sha256.h"
 
 namespace lazysnap::testing {
 namespace {
@@ -57,6 +58,38 @@ void OciImageBuilder::SetCmd(const std::vector<std::string>& cmd) {
     argv.push_back(c);
   }
   RunCommandOrThrow(argv);
+}
+
+void OciImageBuilder::RecompressTopLayerAsZstdFrames() {
+  const std::string blobs = layout_dir() + "/blobs/sha256/";
+  auto index = nlohmann::json::parse(ReadFile(layout_dir() + "/index.json"));
+  for (auto& m : index["manifests"]) {
+    if (m["annotations"]["org.opencontainers.image.ref.name"] != "img") continue;
+    auto manifest =
+        nlohmann::json::parse(ReadFile(blobs + m["digest"].get<std::string>().substr(7)));
+    auto& top = manifest["layers"].back();
+    std::string gz = blobs + top["digest"].get<std::string>().substr(7);
+    std::string zst = dir_ / "top.tar.zst";
+    // One frame per 2 MiB of tar (pzstd's layout at -1, without the skippable frame pzstd puts
+    // first: skopeo does not take that for zstd and would gzip the blob again on push).
+    std::string pieces = dir_ / "top-piece.";
+    RunCommandOrThrow({"sh", "-c",
+                       "gzip -dc '" + gz + "' | split -b 2M - '" + pieces + "' && for p in '" +
+                           pieces + "'*; do zstd -q -1 -c \"$p\" >> '" + zst +
+                           "' && rm \"$p\"; done"});
+    std::string data = ReadFile(zst);
+    std::string digest = Sha256Digest(data);
+    WriteFileAtomic(blobs + digest.substr(7), data);
+    top["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd";
+    top["digest"] = digest;
+    top["size"] = data.size();
+    std::string mjson = manifest.dump();
+    std::string mdigest = Sha256Digest(mjson);
+    WriteFileAtomic(blobs + mdigest.substr(7), mjson);
+    m["digest"] = mdigest;
+    m["size"] = mjson.size();
+  }
+  WriteFileAtomic(layout_dir() + "/index.json", index.dump());
 }
 
 PushedImage OciImageBuilder::Push(const std::string& registry_host,

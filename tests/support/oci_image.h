@@ -26,6 +26,9 @@ class OciImageBuilder {
   // A further layer holding `files` (path relative to / -> contents).
   void AddFileLayer(const std::map<std::string, std::string>& files);
   void SetCmd(const std::vector<std::string>& cmd);
+  // Rewrites the top layer as tar+zstd in many frames (a frame per 2 MiB of tar, as pzstd -1
+  // cuts them). Call last, before Push.
+  void RecompressTopLayerAsZstdFrames();
   // Pushes over plain http to `registry_host` ("127.0.0.1:PORT") as `repo:tag`.
   PushedImage Push(const std::string& registry_host, const std::string& repo_tag) const;
   std::string layout_dir() const { return dir_ / "oci"; }
