@@ -88,20 +88,22 @@ class TarSourceTest : public ::testing::Test {
     o.retry.initial_backoff = std::chrono::milliseconds(20);
     return o;
   }
-  std::vector<std::string> ChunkDigests() const {
+  static std::vector<std::string> ChunkDigestsOf(const std::string& blob) {
     std::vector<std::string> out;
-    for (size_t off = 0; off < blob_->size(); off += kChunk)
-      out.push_back(Sha256Digest(std::string_view(*blob_).substr(off, kChunk)));
+    for (size_t off = 0; off < blob.size(); off += kChunk)
+      out.push_back(Sha256Digest(std::string_view(blob).substr(off, kChunk)));
     return out;
   }
+  std::vector<std::string> ChunkDigests() const { return ChunkDigestsOf(*blob_); }
   struct Stack {
     std::unique_ptr<ChunkCache> cache;
     std::unique_ptr<MultiHttp> http;
     std::shared_ptr<RangeFetcher> fetcher;
     std::unique_ptr<TarSource> source;
   };
-  Stack Make(TarSourceOptions opts = {}, std::vector<std::string> digests = {},
-             const std::string& cache_name = "cache") {
+  // The fetcher of blob `digest` (`size` bytes) in the registry, without a source.
+  Stack MakeFetcher(const std::string& digest, uint64_t size, std::vector<std::string> digests,
+                    const std::string& cache_name) {
     Stack s;
     ChunkCacheOptions co;
     co.dir = dir_ / cache_name;
@@ -109,12 +111,17 @@ class TarSourceTest : public ::testing::Test {
     s.cache = std::make_unique<ChunkCache>(co);
     s.http = std::make_unique<MultiHttp>(4);
     RangeFetcherOptions ro;
-    ro.chunk_digests = digests.empty() ? ChunkDigests() : digests;
+    ro.chunk_digests = std::move(digests);
     ro.attempts = 2;
     ro.request_timeout_ms = 5000;
     auto client = std::make_shared<RegistryClient>(Ref(), Plain());
-    s.fetcher =
-        std::make_shared<RangeFetcher>(client, *digest_, blob_->size(), *s.cache, *s.http, ro);
+    s.fetcher = std::make_shared<RangeFetcher>(client, digest, size, *s.cache, *s.http, ro);
+    return s;
+  }
+  Stack Make(TarSourceOptions opts = {}, std::vector<std::string> digests = {},
+             const std::string& cache_name = "cache") {
+    Stack s = MakeFetcher(*digest_, blob_->size(), digests.empty() ? ChunkDigests() : digests,
+                          cache_name);
     s.source = std::make_unique<TarSource>(s.fetcher, erofs::LayerCompression::kGzip, tar_->size(),
                                            *cps_, opts);
     return s;
@@ -185,19 +192,10 @@ TEST_F(TarSourceTest, MultiFrameZstdLayerReadsEqualTheTar) {
   ASSERT_TRUE(tar == *tar_);
   ASSERT_GE(cps.size(), 5u);
 
-  ChunkCacheOptions co;
-  co.dir = dir_ / "zstd-cache";
-  co.chunk_size = kChunk;
-  ChunkCache cache(co);
-  MultiHttp http(4);
-  RangeFetcherOptions ro;
-  for (size_t off = 0; off < blob.size(); off += kChunk)
-    ro.chunk_digests.push_back(Sha256Digest(std::string_view(blob).substr(off, kChunk)));
-  auto fetcher = std::make_shared<RangeFetcher>(std::make_shared<RegistryClient>(Ref(), Plain()),
-                                                digest, blob.size(), cache, http, ro);
+  Stack z = MakeFetcher(digest, blob.size(), ChunkDigestsOf(blob), "zstd-cache");
   TarSourceOptions to;
   to.store_dir = d.path();
-  TarSource src(fetcher, erofs::LayerCompression::kZstd, tar.size(), cps, to);
+  TarSource src(z.fetcher, erofs::LayerCompression::kZstd, tar.size(), cps, to);
   std::mt19937_64 rng(11);
   for (int i = 0; i < 60; ++i) {
     uint64_t off = rng() % tar.size();
@@ -212,7 +210,7 @@ TEST_F(TarSourceTest, MultiFrameZstdLayerReadsEqualTheTar) {
   // A zstd table with gzip state is refused.
   auto bad = cps;
   bad[1].bits = 3;
-  EXPECT_THROW(TarSource(fetcher, erofs::LayerCompression::kZstd, tar.size(), bad), Error);
+  EXPECT_THROW(TarSource(z.fetcher, erofs::LayerCompression::kZstd, tar.size(), bad), Error);
 }
 
 TEST_F(TarSourceTest, ASmallReadFetchesOnlyItsSpan) {
@@ -465,15 +463,8 @@ TEST_F(TarSourceTest, APrefetchListIsFetchedAheadOfReadersAndServesThemWithoutTh
 }
 
 TEST_F(TarSourceTest, InconsistentCheckpointTablesAreRejected) {
-  ChunkCacheOptions co;
-  co.dir = dir_ / "c";
-  co.chunk_size = kChunk;
-  ChunkCache cache(co);
-  MultiHttp http(2);
-  RangeFetcherOptions ro;
-  ro.chunk_digests = ChunkDigests();
-  auto f = std::make_shared<RangeFetcher>(std::make_shared<RegistryClient>(Ref(), Plain()),
-                                          *digest_, blob_->size(), cache, http, ro);
+  Stack st = MakeFetcher(*digest_, blob_->size(), ChunkDigests(), "c");
+  const auto& f = st.fetcher;
   auto gz = erofs::LayerCompression::kGzip;
   EXPECT_THROW(TarSource(f, gz, tar_->size(), {}), Error);
   auto swapped = *cps_;
