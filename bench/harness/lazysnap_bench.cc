@@ -8,10 +8,13 @@
 // run: no layer download, the container's reads fetch byte ranges; image prefetch lists unused),
 // lazy-prefetch-lazysnap (the same, after one untimed run recorded the container's start reads
 // and `lazysnap index --prefetch` pushed them with the index: each run's lazysnap-fused fetches
-// them at mount). The guest-agent mode is reported as unavailable until it exists.
+// them at mount), guest-erofs-lazysnap and guest-lazy-lazysnap (the proxy-mode pull, then the
+// guest's side of a Kata start on the host, without the VM: lazysnap-guest mounts the rootfs from
+// the container snapshot's descriptor, whole layers built into EROFS or, once indexed, lazily over
+// FUSE, and the ready command runs chroot'ed into it).
 //
-// Every host run also records the time from the start of the pull to the container's first byte
-// of output, and the registry's layer-blob bytes and requests up to that moment.
+// Every host and guest run also records the time from the start of the pull to the container's
+// first byte of output, and the registry's layer-blob bytes and requests up to that moment.
 //
 // usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--modes m1,m2,...] [--layout DIR]
 //                       [--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']...
@@ -39,6 +42,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/process.h"
+#include "common/sha256.h"
 #include "common/temp_dir.h"
 #include "tests/support/containerd.h"
 #include "tests/support/cri_client.h"
@@ -81,13 +85,24 @@ const std::vector<BenchImage> kAllImages = {
       "'/usr/lib/postgresql/15/bin/initdb -D /tmp/pg >/dev/null' && echo ready"}},
 };
 
+constexpr const char* kProxyConfig = "[proxy]\nenable = true\n";
+
 struct Scenario {
   std::string name;
   std::string snapshotter;
   std::string lazysnap_config;
-  bool run_on_host;
-  bool lazy = false;      // lazysnapd + a fresh lazysnap-fused, [lazy] enabled
-  bool prefetch = false;  // lazy, with the image's recorded prefetch list
+  bool run_on_host = false;  // `ctr containers create` + `ctr tasks start` after the pull
+  bool lazy = false;         // lazysnapd + a fresh lazysnap-fused, [lazy] enabled
+  bool prefetch = false;     // lazy, with the image's recorded prefetch list
+  // After the proxy-mode pull: the container snapshot's Kata descriptor handed to a fresh
+  // lazysnap-guest in a mount namespace of its own, then the ready command chroot'ed into the
+  // rootfs it mounts (the guest side of a Kata start, minus the VM).
+  bool guest = false;
+  bool indexed = false;         // `lazysnap index` first (guest: its layers are mounted lazily)
+  const char* guest_mode = "";  // guest: the mode every layer must get ("lazy" or "erofs")
+
+  bool NeedsIndex() const { return lazy || indexed; }
+  bool TimesFirstOutput() const { return run_on_host || guest; }
 };
 
 // What `lazysnap index` reported for an image (lazy-lazysnap only).
@@ -112,6 +127,7 @@ struct Sample {
   uint64_t daemon_rss_kb = 0;
   double daemon_cpu_s = 0;
   uint64_t disk_bytes = 0;
+  double guest_mount_s = 0;  // guest: lazysnap-guest's own time to a mounted rootfs
   bool ok = true;
   std::string error;
 };
@@ -192,20 +208,54 @@ void LayerGets(const std::vector<Access>& log, size_t from, size_t to,
   }
 }
 
-// Layer digest -> size of image `tag` in the OCI layout (skopeo copies them unchanged).
-std::map<std::string, uint64_t> LayoutLayers(const std::string& layout, const std::string& tag) {
+// A blob of the OCI layout, parsed.
+nlohmann::json LayoutBlob(const std::string& layout, const std::string& digest) {
+  return nlohmann::json::parse(ReadFile(layout + "/blobs/sha256/" + digest.substr(7)));
+}
+
+// The manifest of image `tag` in the OCI layout (skopeo copies its blobs unchanged).
+nlohmann::json LayoutManifest(const std::string& layout, const std::string& tag) {
   auto index = nlohmann::json::parse(ReadFile(layout + "/index.json"));
   for (const auto& m : index["manifests"]) {
     if (m.value("annotations", nlohmann::json::object())
-            .value("org.opencontainers.image.ref.name", "") != tag)
-      continue;
-    std::string digest = m["digest"];
-    auto manifest = nlohmann::json::parse(ReadFile(layout + "/blobs/sha256/" + digest.substr(7)));
-    std::map<std::string, uint64_t> out;
-    for (const auto& l : manifest["layers"]) out[l["digest"]] = l["size"].get<uint64_t>();
-    return out;
+            .value("org.opencontainers.image.ref.name", "") == tag)
+      return LayoutBlob(layout, m["digest"]);
   }
   throw Error(ErrorCode::kNotFound, "no image " + tag + " in " + layout);
+}
+
+// Layer digest -> size.
+std::map<std::string, uint64_t> LayoutLayers(const nlohmann::json& manifest) {
+  std::map<std::string, uint64_t> out;
+  for (const auto& l : manifest["layers"]) out[l["digest"]] = l["size"].get<uint64_t>();
+  return out;
+}
+
+// What a guest run needs of the image config: Env (what containerd gives the container, with
+// containerd's default PATH when the image sets none) and the chain ID of its top layer (the
+// committed snapshot a container's rootfs is prepared on).
+struct ImageConfig {
+  std::vector<std::string> env;
+  std::string top_chain_id;
+};
+
+ImageConfig LayoutImageConfig(const std::string& layout, const nlohmann::json& manifest) {
+  auto cfg = LayoutBlob(layout, manifest["config"]["digest"]);
+  ImageConfig out;
+  for (const auto& e :
+       cfg.value("config", nlohmann::json::object()).value("Env", nlohmann::json::array()))
+    out.env.push_back(e.get<std::string>());
+  // OCI image spec: ChainID(L0) = DiffID(L0), ChainID(Ln) = SHA256(ChainID(Ln-1) + " " +
+  // DiffID(Ln)).
+  for (const auto& d : cfg["rootfs"]["diff_ids"]) {
+    std::string diff = d.get<std::string>();
+    out.top_chain_id =
+        out.top_chain_id.empty() ? diff : Sha256Digest(out.top_chain_id + " " + diff);
+  }
+  if (std::none_of(out.env.begin(), out.env.end(),
+                   [](const auto& e) { return e.starts_with("PATH="); }))
+    out.env.push_back("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  return out;
 }
 
 uint64_t FileSize(const std::string& path) {
@@ -236,6 +286,70 @@ void DropCaches() {
   }
 }
 
+struct Watched {
+  int exit_code = 0;
+  std::string output;  // stdout + stderr
+};
+
+// Runs `argv` to its end (10 minutes at most) with stdout + stderr in a file that is polled for
+// the first byte: *first_output = seconds from `t0` to it, *at_first = the registry's access-log
+// lines by then (both set at exit when the output came too late for a poll to see).
+Watched RunWatchingFirstOutput(const std::vector<std::string>& argv, SpawnOptions so,
+                               const Registry& reg, Clock::time_point t0, double* first_output,
+                               size_t* at_first) {
+  TempDir tmp("bench-task");
+  std::string out_path = tmp / "out";
+  so.stdout_path = out_path;
+  so.stderr_path = "=stdout";
+  so.die_with_parent = true;
+  auto task = Subprocess::Spawn(argv, so);
+  std::optional<int> rc;
+  auto deadline = Clock::now() + std::chrono::minutes(10);
+  while (!(rc = task.Wait(std::chrono::milliseconds(0))) && Clock::now() < deadline) {
+    if (*at_first == SIZE_MAX && FileSize(out_path) > 0) {
+      *first_output = Seconds(t0, Clock::now());
+      *at_first = AccessLog(reg).size();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (!rc) {
+    task.Stop(std::chrono::seconds(5));
+    throw Error(ErrorCode::kUnavailable, argv[0] + " timed out: " + ReadFile(out_path));
+  }
+  if (*at_first == SIZE_MAX) {
+    *first_output = Seconds(t0, Clock::now());
+    *at_first = AccessLog(reg).size();
+  }
+  return {*rc, ReadFile(out_path)};
+}
+
+// The guest side of a Kata start without the VM, run by /bin/sh in a mount namespace of its own
+// (so everything mounted goes away with it): $AGENT (lazysnap-guest mount ...) in the background,
+// its readiness line awaited through a FIFO (no polling), /proc and /dev given to the rootfs as
+// runc would, then "$@" (env -i IMAGE_ENV chroot ROOTFS READY...), then the agent stopped.
+constexpr const char* kGuestScript = R"SH(
+set -u
+mkfifo "$T/agent.fifo"
+$AGENT >"$T/agent.fifo" 2>"$T/agent.err" &
+agent=$!
+exec 3<"$T/agent.fifo"
+IFS= read -r line <&3 || line=""
+case $line in
+  *'"ready":true'*) ;;
+  *) echo "lazysnap-guest not ready: $line $(cat "$T/agent.err")"; wait $agent; exit 91 ;;
+esac
+printf '%s\n' "$line" >"$T/ready.json"
+[ -d "$TARGET/proc" ] && mount -t proc proc "$TARGET/proc"
+[ -d "$TARGET/dev" ] && mount --rbind /dev "$TARGET/dev"
+"$@"
+rc=$?
+umount -R "$TARGET/dev" 2>/dev/null
+umount "$TARGET/proc" 2>/dev/null
+kill -TERM $agent
+if ! wait $agent; then echo "lazysnap-guest failed to stop: $(cat "$T/agent.err")"; exit 92; fi
+exit $rc
+)SH";
+
 // What every run of an invocation shares, from the command line.
 struct RunSettings {
   // --logs: where each run's lazysnapd and lazysnap-fused logs (at info level, with millisecond
@@ -247,8 +361,9 @@ struct RunSettings {
 
 // `record_prefetch` (lazy only): where to write the start reads of this run as a prefetch list.
 Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string& ref,
-                   const Registry& reg, const std::map<std::string, uint64_t>& layers, int run,
-                   const RunSettings& settings, const std::string& record_prefetch = "") {
+                   const Registry& reg, const std::map<std::string, uint64_t>& layers,
+                   const ImageConfig& image_config, int run, const RunSettings& settings,
+                   const std::string& record_prefetch = "") {
   const std::string& logs_dir = settings.logs_dir;
   Sample s;
   std::optional<FusedProcess> fused;  // fresh cache dir per run
@@ -276,46 +391,24 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
     CriImageClient(containerd.address()).Pull(ref);
     auto t1 = Clock::now();
     s.pull = Seconds(t0, t1);
+    std::string id = "bench-" + img.tag + "-" +
+                     (run < 0 ? std::string("rec") : std::to_string(run)) + "-" +
+                     std::to_string(::getpid());
     if (sc.run_on_host) {
-      std::string id = "bench-" + img.tag + "-" +
-                       (run < 0 ? std::string("rec") : std::to_string(run)) + "-" +
-                       std::to_string(::getpid());
       std::vector<std::string> create = {
           "containers", "create", "--snapshotter", sc.snapshotter, ref, id, "--"};
       create.insert(create.end(), img.ready.begin(), img.ready.end());
       containerd.CtrOrThrow(create, 600, "k8s.io");
       auto t2 = Clock::now();
-      // `ctr tasks start` (attached) as a child writing to a file we watch for the first byte.
-      TempDir tmp("bench-task");
-      std::string out_path = tmp / "out";
-      SpawnOptions so;
-      so.stdout_path = out_path;
-      so.stderr_path = "=stdout";
-      so.die_with_parent = true;
-      auto task = Subprocess::Spawn(
-          {"ctr", "-a", containerd.address(), "-n", "k8s.io", "tasks", "start", id}, so);
-      std::optional<int> rc;
-      auto deadline = t2 + std::chrono::minutes(10);
-      while (!(rc = task.Wait(std::chrono::milliseconds(0))) && Clock::now() < deadline) {
-        if (at_first == SIZE_MAX && FileSize(out_path) > 0) {
-          s.first_output = Seconds(t0, Clock::now());
-          at_first = AccessLog(reg).size();
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
+      // `ctr tasks start` (attached), its output watched for the first byte.
+      Watched task = RunWatchingFirstOutput(
+          {"ctr", "-a", containerd.address(), "-n", "k8s.io", "tasks", "start", id}, {}, reg, t0,
+          &s.first_output, &at_first);
       auto t3 = Clock::now();
-      if (!rc) {
-        task.Stop(std::chrono::seconds(5));
-        throw Error(ErrorCode::kUnavailable, "ctr tasks start " + id + " timed out");
-      }
-      if (at_first == SIZE_MAX) {  // exited before a poll saw its output
-        s.first_output = Seconds(t0, t3);
-        at_first = AccessLog(reg).size();
-      }
       containerd.Ctr({"containers", "rm", id}, 60, "k8s.io");
-      if (*rc != 0)
+      if (task.exit_code != 0)
         throw Error(ErrorCode::kInternal, "ctr tasks start " + id + " failed (exit " +
-                                              std::to_string(*rc) + "): " + ReadFile(out_path));
+                                              std::to_string(task.exit_code) + "): " + task.output);
       s.create = Seconds(t1, t2);
       s.run = Seconds(t2, t3);
       if (fused && !record_prefetch.empty()) {
@@ -323,6 +416,52 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
                            "--output", record_prefetch},
                           std::chrono::minutes(1));
       }
+    } else if (sc.guest) {
+      // The container's snapshot, as the CRI plugin prepares it for a Kata sandbox: its mounts
+      // are the descriptor the runtime hands the guest. (Not `ctr containers create`: it mounts
+      // the rootfs on the host to read /etc/group.)
+      containerd.CtrOrThrow(
+          {"snapshots", "--snapshotter", sc.snapshotter, "prepare", id, image_config.top_chain_id},
+          120, "k8s.io");
+      std::string descriptor = containerd.CtrOrThrow(
+          {"snapshots", "--snapshotter", sc.snapshotter, "mounts", "/rootfs", id}, 120, "k8s.io");
+      auto t2 = Clock::now();
+      TempDir tmp("bench-guest");
+      std::string rootfs = tmp / "rootfs";
+      WriteFileAtomic(tmp / "descriptor", descriptor);
+      std::string agent = std::string(LAZYSNAP_GUEST_PATH) + " mount --descriptor " +
+                          (tmp / "descriptor") + " --target " + rootfs + " --state " +
+                          (tmp / "state") + " --plain-http " + reg.host() +
+                          " --read-timeout 60 --log-level info";
+      std::vector<std::string> argv = {"unshare", "-m", "--propagation", "private",
+                                       "/bin/sh", "-c", kGuestScript,    "sh",
+                                       "env",     "-i"};
+      argv.insert(argv.end(), image_config.env.begin(), image_config.env.end());
+      argv.insert(argv.end(), {"/usr/sbin/chroot", rootfs});
+      argv.insert(argv.end(), img.ready.begin(), img.ready.end());
+      SpawnOptions so;
+      so.env = {"T=" + tmp.path(), "TARGET=" + rootfs, "AGENT=" + agent};
+      Watched task = RunWatchingFirstOutput(argv, so, reg, t0, &s.first_output, &at_first);
+      auto t3 = Clock::now();
+      std::string ready = PathExists(tmp / "ready.json") ? ReadFile(tmp / "ready.json") : "";
+      containerd.Ctr({"snapshots", "--snapshotter", sc.snapshotter, "rm", id}, 60, "k8s.io");
+      if (task.exit_code != 0)
+        throw Error(ErrorCode::kInternal, "lazysnap-guest + chroot " + id + " failed (exit " +
+                                              std::to_string(task.exit_code) + "): " + task.output);
+      auto report = nlohmann::json::parse(ready);
+      for (const auto& l : report["layers"]) {
+        if (l.value("mode", "") != sc.guest_mode)
+          throw Error(ErrorCode::kInternal, std::string("lazysnap-guest mounted a layer as ") +
+                                                l.value("mode", "?") + ", not " + sc.guest_mode +
+                                                ": " + l.dump());
+      }
+      if (report["layers"].size() != layers.size())
+        throw Error(ErrorCode::kInternal, "lazysnap-guest mounted " +
+                                              std::to_string(report["layers"].size()) + " of " +
+                                              std::to_string(layers.size()) + " layers");
+      s.guest_mount_s = report.value("seconds", 0.0);
+      s.create = Seconds(t1, t2);
+      s.run = Seconds(t2, t3);
     }
   } catch (const std::exception& e) {
     s.ok = false;
@@ -485,11 +624,28 @@ int Run(int argc, char** argv) {
   }
   std::vector<Scenario> scenarios;
   for (const Scenario& sc : std::vector<Scenario>{
-           {"native-overlayfs", "overlayfs", "", true},
-           {"native-lazysnap", "lazysnap", "", true},
-           {"proxy-lazysnap", "lazysnap", "[proxy]\nenable = true\n", false},
-           {"lazy-lazysnap", "lazysnap", "", true, true},
-           {"lazy-prefetch-lazysnap", "lazysnap", "", true, true, true},
+           {.name = "native-overlayfs", .snapshotter = "overlayfs", .run_on_host = true},
+           {.name = "native-lazysnap", .snapshotter = "lazysnap", .run_on_host = true},
+           {.name = "proxy-lazysnap", .snapshotter = "lazysnap", .lazysnap_config = kProxyConfig},
+           // Before any mode that indexes the image: with no index in the registry yet, the
+           // agent fetches every layer whole and builds EROFS images.
+           {.name = "guest-erofs-lazysnap",
+           .snapshotter = "lazysnap",
+           .lazysnap_config = kProxyConfig,
+           .guest = true,
+           .guest_mode = "erofs"},
+           {.name = "guest-lazy-lazysnap",
+           .snapshotter = "lazysnap",
+           .lazysnap_config = kProxyConfig,
+           .guest = true,
+           .indexed = true,
+           .guest_mode = "lazy"},
+           {.name = "lazy-lazysnap", .snapshotter = "lazysnap", .run_on_host = true, .lazy = true},
+           {.name = "lazy-prefetch-lazysnap",
+           .snapshotter = "lazysnap",
+           .run_on_host = true,
+           .lazy = true,
+           .prefetch = true},
        }) {
     if (modes.empty() || ("," + modes + ",").find("," + sc.name + ",") != std::string::npos)
       scenarios.push_back(sc);
@@ -503,7 +659,7 @@ int Run(int argc, char** argv) {
   const RunSettings settings{logs_dir, fused_config, index_span};
   nlohmann::json results = nlohmann::json::array();
   nlohmann::json indexes = nlohmann::json::array();
-  std::ostringstream md, lazy_md;
+  std::ostringstream md, lazy_md, guest_md;
   md << "| image | mode | ready p50 (s) | p90 | pull | create | run | first output p50 (s) | "
         "speedup vs overlayfs | blob MB | requests | lazysnapd RSS MB | CPU s | disk MB "
         "|\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
@@ -511,6 +667,9 @@ int Run(int argc, char** argv) {
              "overlayfs | lazy | speedup | layer MB / requests until first output: overlayfs | "
              "lazy | fetched by lazysnap-fused MB | fused RSS MB |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|\n";
+  guest_md << "| image | mode | first output p50 (s): overlayfs full pull | guest | speedup | "
+              "lazysnap-guest mount p50 (s) | layer MB / requests until first output: overlayfs "
+              "| guest |\n|---|---|---|---|---|---|---|---|\n";
   std::vector<std::string> headlines;
   std::ofstream csv(out_dir + "/results.csv");
   csv << "image,mode,run,ok,pull_s,create_s,run_s,ready_s,first_output_s,blob_bytes,requests,"
@@ -526,7 +685,9 @@ int Run(int argc, char** argv) {
     RunCommandOrThrow({"skopeo", "copy", "-q", "--dest-tls-verify=false",
                        "oci:" + layout + ":" + img.tag, "docker://" + ref},
                       std::chrono::minutes(10));
-    auto layers = LayoutLayers(layout, img.tag);
+    auto manifest = LayoutManifest(layout, img.tag);
+    auto layers = LayoutLayers(manifest);
+    auto image_config = LayoutImageConfig(layout, manifest);
     uint64_t layers_total = 0;
     for (const auto& [d, size] : layers) layers_total += size;
     dat << img.tag;
@@ -535,12 +696,12 @@ int Run(int argc, char** argv) {
     for (const auto& sc : scenarios) {
       // --quick keeps the lazy mode to busybox (unless --modes asks for it): cheap, and the quick
       // synthetic images' layers, written by `umoci insert`, cannot be indexed (see RESULTS.md).
-      if (sc.lazy && quick && modes.empty() && img.tag != "busybox") {
+      if ((sc.lazy || sc.guest) && quick && modes.empty() && img.tag != "busybox") {
         dat << " NaN";
         continue;
       }
       IndexInfo index;
-      if (sc.lazy) {
+      if (sc.NeedsIndex()) {
         std::fprintf(stderr, "%s / lazysnap index (untimed for the runs)\n", img.tag.c_str());
         index = IndexImage(ref, settings.index_span);
         if (sc.prefetch && index.ok) {
@@ -550,7 +711,8 @@ int Run(int argc, char** argv) {
           TempDir tmp("bench-prefetch");
           RunSettings untimed = settings;
           untimed.logs_dir.clear();
-          Sample rec = RunScenario(sc, img, ref, reg, layers, -1, untimed, tmp / "list.json");
+          Sample rec =
+              RunScenario(sc, img, ref, reg, layers, image_config, -1, untimed, tmp / "list.json");
           if (rec.ok) {
             index = IndexImage(ref, settings.index_span, tmp / "list.json");
           } else {
@@ -570,12 +732,12 @@ int Run(int argc, char** argv) {
                            {"pct_of_layers", index.pct_of_layers},
                            {"output", index.output}});
       }
-      std::vector<double> ready, pull, create, run, first;
+      std::vector<double> ready, pull, create, run, first, guest_mount;
       Sample last;
-      bool all_ok = sc.lazy ? index.ok : true;
-      for (int r = 0; r < runs && (!sc.lazy || index.ok); ++r) {
+      bool all_ok = sc.NeedsIndex() ? index.ok : true;
+      for (int r = 0; r < runs && (!sc.NeedsIndex() || index.ok); ++r) {
         std::fprintf(stderr, "%s / %s run %d\n", img.tag.c_str(), sc.name.c_str(), r + 1);
-        Sample s = RunScenario(sc, img, ref, reg, layers, r, settings);
+        Sample s = RunScenario(sc, img, ref, reg, layers, image_config, r, settings);
         all_ok = all_ok && s.ok;
         if (!s.ok) std::fprintf(stderr, "  failed: %s\n", s.error.c_str());
         ready.push_back(s.pull + s.create + s.run);
@@ -583,6 +745,7 @@ int Run(int argc, char** argv) {
         create.push_back(s.create);
         run.push_back(s.run);
         first.push_back(s.first_output);
+        guest_mount.push_back(s.guest_mount_s);
         csv << img.tag << "," << sc.name << "," << r << "," << s.ok << "," << s.pull << ","
             << s.create << "," << s.run << "," << ready.back() << "," << s.first_output << ","
             << s.blob_bytes << "," << s.requests << "," << s.layer_bytes_first << ","
@@ -606,6 +769,7 @@ int Run(int argc, char** argv) {
                               {"daemon_cpu_s", s.daemon_cpu_s},
                               {"disk_bytes", s.disk_bytes},
                               {"runs_on_host", sc.run_on_host}};
+        if (sc.guest) row["guest_mount_s"] = s.guest_mount_s;
         if (sc.lazy) {
           row["index_s"] = index.seconds;
           row["index_bytes"] = index.index_bytes;
@@ -620,7 +784,7 @@ int Run(int argc, char** argv) {
         last = s;
       }
       if (ready.empty()) {  // lazysnap index failed: no runs
-        ready = pull = create = run = first = std::vector<double>{0};
+        ready = pull = create = run = first = guest_mount = std::vector<double>{0};
         results.push_back({{"image", img.tag},
                            {"mode", sc.name},
                            {"ok", false},
@@ -633,7 +797,7 @@ int Run(int argc, char** argv) {
         base_last = last;
       }
       char fbuf[32] = "-", bbuf[32] = "-";
-      if (sc.run_on_host) std::snprintf(fbuf, sizeof fbuf, "%.2f", first50);
+      if (sc.TimesFirstOutput()) std::snprintf(fbuf, sizeof fbuf, "%.2f", first50);
       if (base_first > 0) std::snprintf(bbuf, sizeof bbuf, "%.2f", base_first);
       char row[640];
       std::snprintf(row, sizeof row,
@@ -670,12 +834,35 @@ int Run(int argc, char** argv) {
           headlines.push_back(h);
         }
       }
+      if (sc.guest) {
+        char grow[512];
+        std::snprintf(grow, sizeof grow,
+                      "| %s | %s%s | %s | %s | %s | %.2f | %s / %llu | %s / %llu |\n",
+                      img.tag.c_str(), sc.name.c_str(), all_ok ? "" : " (FAILED)", bbuf, fbuf,
+                      Speedup(base_first, first50).c_str(), Pct(guest_mount, 0.5),
+                      Mb(base_last.layer_bytes_first).c_str(),
+                      static_cast<unsigned long long>(base_last.layer_requests_first),
+                      Mb(last.layer_bytes_first).c_str(),
+                      static_cast<unsigned long long>(last.layer_requests_first));
+        guest_md << grow;
+        if (base_first > 0) {
+          char h[256];
+          std::snprintf(h, sizeof h,
+                        "%s: pull start -> first output, guest agent (%s layers) %.2f s vs "
+                        "overlayfs full pull %.2f s = %s",
+                        img.tag.c_str(), sc.guest_mode, first50, base_first,
+                        Speedup(base_first, first50).c_str());
+          headlines.push_back(h);
+        }
+      }
     }
     dat << "\n";
   }
   md << "\nready = pull + create + run of the image's ready command; first output = from the "
         "start of the pull to the container's first byte of output. proxy-lazysnap is host time "
-        "only (the container runs in a Kata guest). guest-agent mode: not available yet.\n";
+        "only (the container runs in a Kata guest); guest-* add the guest's side without the VM: "
+        "pull, then create = the container snapshot and its descriptor, run = lazysnap-guest "
+        "mounting the rootfs + the ready command chroot'ed into it.\n";
   bool any_lazy = false;
   for (const auto& sc : scenarios) any_lazy = any_lazy || sc.lazy;
   if (any_lazy) {
@@ -685,6 +872,21 @@ int Run(int argc, char** argv) {
           "recorded the start reads (`lazysnap prefetch`), pushed with the index (`lazysnap index "
           "--prefetch`); each run's lazysnap-fused fetches them at mount.\n\n"
        << lazy_md.str() << "\n";
+  }
+  bool any_guest = false;
+  for (const auto& sc : scenarios) any_guest = any_guest || sc.guest;
+  if (any_guest) {
+    md << "\nGuest agent (guest-*): per run a fresh lazysnapd in proxy mode + CRI containerd pull "
+          "(no layer bytes on the host), `ctr snapshots prepare` + `ctr snapshots mounts` for the "
+          "Kata descriptor, then a fresh lazysnap-guest (empty state dir) in its own mount "
+          "namespace on the host mounts the rootfs and the ready command runs chroot'ed into it "
+          "with the image's Env, /proc and /dev. guest-erofs: no index in the registry, every "
+          "layer fetched whole and built into EROFS; guest-lazy: indexed first (untimed), every "
+          "layer served lazily over FUSE. No VM boot is included.\n\n"
+       << guest_md.str() << "\n";
+  }
+  if (!headlines.empty()) {
+    md << "\n";
     for (const auto& h : headlines) md << "- " << h << "\n";
   }
   dat.close();
