@@ -73,7 +73,7 @@ int RunCache(const std::vector<std::string>& args) {
   std::string dir = "/var/lib/lazysnap/cache";
   bool json = false, all = false;
   std::string max_size;
-  ArgParser p("cache", kUsage);
+  ArgParser p("lazysnap cache", kUsage);
   p.Value("--dir", &dir).Switch("--json", &json).Switch("--all", &all);
   p.Value("--max-size", &max_size);
   if (auto rc = p.Parse(args, 1)) return *rc;

@@ -99,7 +99,7 @@ int RunBuild(const std::vector<std::string>& args) {
   erofs::BuildOptions opts;
   std::string compress;
   bool index_only = false;
-  ArgParser p("build", kBuildUsage);
+  ArgParser p("lazysnap build", kBuildUsage);
   p.Value("--tar", &tar).Value("-o", &out).Value("--blob", &blob);
   p.Switch("--index-only", &index_only).Value("--compress", &compress);
   if (auto rc = p.Parse(args)) return *rc;
@@ -152,7 +152,7 @@ int RunBuild(const std::vector<std::string>& args) {
 int RunInspect(const std::vector<std::string>& args) {
   std::string image, path;
   std::vector<std::string> devices;
-  ArgParser p("inspect", kInspectUsage);
+  ArgParser p("lazysnap inspect", kInspectUsage);
   p.Values("--device", &devices).Positional(&image).Positional(&path);
   if (auto rc = p.Parse(args)) return *rc;
   if (image.empty()) return p.UsageError();

@@ -29,9 +29,9 @@ constexpr const char* kUsage =
 int RunFetch(const std::vector<std::string>& args) {
   std::string ref_text, out, range, layer_text;
   fetcher::RegistryOptions opts;
-  ArgParser p("fetch", kUsage);
+  ArgParser p("lazysnap fetch", kUsage);
   p.Value("--layer", &layer_text).Value("--range", &range).Value("-o|--output", &out);
-  p.Registry(&opts).Positional(&ref_text);
+  RegistryFlags(p, &opts).Positional(&ref_text);
   if (auto rc = p.Parse(args)) return *rc;
   int layer = -1;
   if (!layer_text.empty()) {

@@ -41,9 +41,9 @@ int RunIndex(const std::vector<std::string>& args) {
   fetcher::RegistryOptions opts;
   lazy::IndexBuildOptions build;
   std::string prefetch_path, span, chunk_size;
-  ArgParser p("index", kUsage);
+  ArgParser p("lazysnap index", kUsage);
   p.Value("--span", &span).Value("--chunk-size", &chunk_size).Value("--prefetch", &prefetch_path);
-  p.Registry(&opts).Positional(&ref_text);
+  RegistryFlags(p, &opts).Positional(&ref_text);
   if (auto rc = p.Parse(args)) return *rc;
   if (ref_text.empty()) return p.UsageError();
   try {

@@ -49,8 +49,8 @@ void UnmountLayers(const std::string& socket, const std::string& layers, size_t 
 int RunMount(const std::vector<std::string>& args) {
   std::string ref_text, dir, socket = kDefaultSocket;
   fetcher::RegistryOptions opts;
-  ArgParser p("mount", kUsage);
-  p.Value("--socket", &socket).Registry(&opts).Positional(&ref_text).Positional(&dir);
+  ArgParser p("lazysnap mount", kUsage);
+  RegistryFlags(p.Value("--socket", &socket), &opts).Positional(&ref_text).Positional(&dir);
   if (auto rc = p.Parse(args)) return *rc;
   if (ref_text.empty() || dir.empty()) return p.UsageError();
   if (dir.front() != '/') return p.UsageError("<dir> must be absolute");
@@ -101,7 +101,7 @@ int RunMount(const std::vector<std::string>& args) {
 
 int RunUmount(const std::vector<std::string>& args) {
   std::string dir, socket = kDefaultSocket;
-  ArgParser p("umount", kUsage);
+  ArgParser p("lazysnap umount", kUsage);
   p.Value("--socket", &socket).Positional(&dir);
   if (auto rc = p.Parse(args)) return *rc;
   if (dir.empty()) return p.UsageError();

@@ -27,7 +27,7 @@ constexpr const char* kUsage =
 
 int RunPrefetch(const std::vector<std::string>& args) {
   std::string socket = "/run/lazysnap/fused.sock", output, ref_text;
-  ArgParser p("prefetch", kUsage);
+  ArgParser p("lazysnap prefetch", kUsage);
   p.Value("--socket", &socket).Value("-o|--output", &output).Positional(&ref_text);
   if (auto rc = p.Parse(args)) return *rc;
   if (ref_text.empty()) return p.UsageError();

@@ -12,7 +12,7 @@ namespace lazysnap::cli {
 int RunStatus(const std::vector<std::string>& args) {
   std::string socket = "/run/lazysnap/fused.sock";
   bool json = false;
-  ArgParser p("status", "usage: lazysnap status [--socket SOCKET] [--json]\n");
+  ArgParser p("lazysnap status", "usage: lazysnap status [--socket SOCKET] [--json]\n");
   p.Value("--socket", &socket).Switch("--json", &json);
   if (auto rc = p.Parse(args)) return *rc;
   try {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "common/arg_parser.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/http_server.h"
@@ -30,14 +31,12 @@ namespace {
 
 constexpr const char* kDefaultConfig = "/etc/lazysnap/config.toml";
 
-void Usage(FILE* out) {
-  std::fprintf(out,
-               "usage: lazysnap-fused [--config FILE] [--socket SOCKET] [--log-level LEVEL]\n"
-               "  --config FILE     lazysnapd's TOML config; its [lazy] section (default %s)\n"
-               "  --socket SOCKET   control socket (overrides lazy.socket)\n"
-               "  --log-level L     debug|info|warn|error\n",
-               kDefaultConfig);
-}
+constexpr const char* kUsage =
+    "usage: lazysnap-fused [--config FILE] [--socket SOCKET] [--log-level LEVEL]\n"
+    "  --config FILE     lazysnapd's TOML config; its [lazy] section (default "
+    "/etc/lazysnap/config.toml)\n"
+    "  --socket SOCKET   control socket (overrides lazy.socket)\n"
+    "  --log-level L     debug|info|warn|error\n";
 
 std::string Str(const nlohmann::json& req, const char* key) {
   auto it = req.find(key);
@@ -55,30 +54,12 @@ int Run(int argc, char** argv) {
   // The fd keeper this daemon starts for itself (lazy/fd_keeper.h), not for people to run.
   if (argc == 3 && std::string(argv[1]) == "--fd-keeper")
     return lazysnap::lazy::RunFdKeeper(argv[2]);
-  std::string config_path = kDefaultConfig, socket, level;
-  bool config_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto need = [&]() -> std::string {
-      if (i + 1 >= argc)
-        throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--config") {
-      config_path = need();
-      config_given = true;
-    } else if (a == "--socket") {
-      socket = need();
-    } else if (a == "--log-level") {
-      level = need();
-    } else if (a == "-h" || a == "--help") {
-      Usage(stdout);
-      return 0;
-    } else {
-      Usage(stderr);
-      throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, "unknown argument " + a);
-    }
-  }
+  std::string config_path, socket, level;
+  lazysnap::ArgParser args("lazysnap-fused", kUsage);
+  args.Value("--config", &config_path).Value("--socket", &socket).Value("--log-level", &level);
+  if (auto rc = args.Parse(argc, argv)) return *rc;
+  bool config_given = !config_path.empty();
+  if (!config_given) config_path = kDefaultConfig;
   auto cfg = lazysnap::snapshotter::LoadDaemonConfig(config_path, config_given);
   const auto& lz = cfg.lazy;
   if (!socket.empty()) cfg.lazy.socket = socket;

@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "common/arg_parser.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/http_server.h"
@@ -26,45 +27,23 @@ namespace {
 
 constexpr const char* kDefaultConfig = "/etc/lazysnap/config.toml";
 
-void Usage(FILE* out) {
-  std::fprintf(
-      out,
-      "usage: lazysnapd [--config FILE] [--root DIR] [--address SOCKET] [--log-level LEVEL]\n"
-      "  --config FILE     TOML config (default %s; optional unless given)\n"
-      "  --root DIR        state directory (overrides config \"root\")\n"
-      "  --address SOCKET  gRPC unix socket (overrides config \"address\")\n"
-      "  --log-level L     debug|info|warn|error (overrides config \"log_level\")\n",
-      kDefaultConfig);
-}
+constexpr const char* kUsage =
+    "usage: lazysnapd [--config FILE] [--root DIR] [--address SOCKET] [--log-level LEVEL]\n"
+    "  --config FILE     TOML config (default /etc/lazysnap/config.toml; optional unless given)\n"
+    "  --root DIR        state directory (overrides config \"root\")\n"
+    "  --address SOCKET  gRPC unix socket (overrides config \"address\")\n"
+    "  --log-level L     debug|info|warn|error (overrides config \"log_level\")\n";
 
 int Run(int argc, char** argv) {
-  std::string config_path = kDefaultConfig;
-  bool config_given = false;
-  std::string root, address, level;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto need = [&]() -> std::string {
-      if (i + 1 >= argc)
-        throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--config") {
-      config_path = need();
-      config_given = true;
-    } else if (a == "--root") {
-      root = need();
-    } else if (a == "--address") {
-      address = need();
-    } else if (a == "--log-level") {
-      level = need();
-    } else if (a == "-h" || a == "--help") {
-      Usage(stdout);
-      return 0;
-    } else {
-      Usage(stderr);
-      throw lazysnap::Error(lazysnap::ErrorCode::kInvalidArgument, "unknown argument " + a);
-    }
-  }
+  std::string config_path, root, address, level;
+  lazysnap::ArgParser args("lazysnapd", kUsage);
+  args.Value("--config", &config_path)
+      .Value("--root", &root)
+      .Value("--address", &address)
+      .Value("--log-level", &level);
+  if (auto rc = args.Parse(argc, argv)) return *rc;
+  bool config_given = !config_path.empty();
+  if (!config_given) config_path = kDefaultConfig;
   auto cfg = lazysnap::snapshotter::LoadDaemonConfig(config_path, config_given);
   if (!root.empty()) cfg.root = root;
   if (!address.empty()) cfg.address = address;

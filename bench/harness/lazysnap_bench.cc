@@ -863,9 +863,11 @@ int Run(int argc, char** argv) {
         "only (the container runs in a Kata guest); guest-* add the guest's side without the VM: "
         "pull, then create = the container snapshot and its descriptor, run = lazysnap-guest "
         "mounting the rootfs + the ready command chroot'ed into it.\n";
-  bool any_lazy = false;
-  for (const auto& sc : scenarios) any_lazy = any_lazy || sc.lazy;
-  if (any_lazy) {
+  auto any = [&](bool Scenario::*flag) {
+    return std::any_of(scenarios.begin(), scenarios.end(),
+                       [&](const auto& sc) { return sc.*flag; });
+  };
+  if (any(&Scenario::lazy)) {
     md << "\nLazy mode (lazy-lazysnap): each image indexed once with `lazysnap index` (not part of "
           "the runs), then per run a fresh lazysnap-fused (empty chunk cache) + lazysnapd with "
           "[lazy] enabled + CRI containerd. +prefetch (lazy-prefetch-lazysnap): one untimed run "
@@ -873,9 +875,7 @@ int Run(int argc, char** argv) {
           "--prefetch`); each run's lazysnap-fused fetches them at mount.\n\n"
        << lazy_md.str() << "\n";
   }
-  bool any_guest = false;
-  for (const auto& sc : scenarios) any_guest = any_guest || sc.guest;
-  if (any_guest) {
+  if (any(&Scenario::guest)) {
     md << "\nGuest agent (guest-*): per run a fresh lazysnapd in proxy mode + CRI containerd pull "
           "(no layer bytes on the host), `ctr snapshots prepare` + `ctr snapshots mounts` for the "
           "Kata descriptor, then a fresh lazysnap-guest (empty state dir) in its own mount "

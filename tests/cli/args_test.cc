@@ -1,5 +1,5 @@
-// The subcommands' argument parser (cli/args.h): flags, switches, positionals, registry flags,
-// the exit codes of --help and of usage errors; and ParseSize.
+// What cli/args.h adds to the argument parser: the registry flags (and their docker config
+// default); ParseSize.
 #include "cli/args.h"
 
 #include <gtest/gtest.h>
@@ -11,62 +11,33 @@
 namespace lazysnap::cli {
 namespace {
 
-TEST(ArgParser, FillsFlagsSwitchesAndPositionalsInOrder) {
-  std::string out, ref, dir;
-  bool json = false;
-  std::vector<std::string> devices;
+TEST(RegistryFlags, FillTheRegistryOptions) {
+  std::string ref;
   fetcher::RegistryOptions reg;
   reg.docker_config = "/given/config.json";
-  ArgParser p("test", "usage\n");
-  p.Value("-o|--output", &out).Switch("--json", &json).Values("--device", &devices);
-  p.Registry(&reg).Positional(&ref).Positional(&dir);
-  auto rc = p.Parse({"img:v1", "--output", "f", "--device", "a", "--json", "/mnt", "--device", "b",
-                     "--plain-http", "--hosts-dir", "/etc/hosts.d"});
+  ArgParser p("lazysnap test", "usage\n");
+  RegistryFlags(p, &reg).Positional(&ref);
+  auto rc = p.Parse({"--plain-http", "img:v1", "--hosts-dir", "/etc/hosts.d"});
   EXPECT_FALSE(rc.has_value());
-  EXPECT_EQ(out, "f");
-  EXPECT_TRUE(json);
-  EXPECT_EQ(devices, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(ref, "img:v1");
-  EXPECT_EQ(dir, "/mnt");
   EXPECT_TRUE(reg.plain_http);
   EXPECT_EQ(reg.hosts_dir, "/etc/hosts.d");
   EXPECT_EQ(reg.docker_config, "/given/config.json");  // given: no default over it
-  std::string short_out;
-  ArgParser q("test", "usage\n");
-  q.Value("-o|--output", &short_out);
-  EXPECT_FALSE(q.Parse({"-o", "g"}).has_value());
-  EXPECT_EQ(short_out, "g");
 }
 
-TEST(ArgParser, DockerConfigDefaultsToHome) {
+TEST(RegistryFlags, DockerConfigDefaultsToHome) {
   fetcher::RegistryOptions reg;
-  ArgParser p("test", "usage\n");
-  p.Registry(&reg);
+  ArgParser p("lazysnap test", "usage\n");
+  RegistryFlags(p, &reg);
   ASSERT_FALSE(p.Parse({}).has_value());
   if (const char* home = std::getenv("HOME")) {
     EXPECT_EQ(reg.docker_config, std::string(home) + "/.docker/config.json");
   }
-}
-
-TEST(ArgParser, HelpIsZeroAndUsageErrorsAreTwo) {
-  std::string v, pos;
-  auto parser = [&] {
-    ArgParser p("test", "usage\n");
-    p.Value("--v", &v).Positional(&pos);
-    return p;
-  };
-  EXPECT_EQ(parser().Parse({"--help"}), 0);
-  EXPECT_EQ(parser().Parse({"-h", "--bogus"}), 0);
-  EXPECT_EQ(parser().Parse({"--v"}), 2);                   // a value missing
-  EXPECT_EQ(parser().Parse({"--bogus"}), 2);               // an unknown flag
-  EXPECT_EQ(parser().Parse({"one", "two"}), 2);            // a positional too many
-  EXPECT_EQ(parser().Parse({"--v", "-x"}), std::nullopt);  // a value may start with '-'
-  EXPECT_EQ(v, "-x");
-  EXPECT_EQ(parser().UsageError("why"), 2);
-  // Parsing from an index skips a subcommand word.
-  pos.clear();
-  EXPECT_EQ(parser().Parse({"stats", "p"}, 1), std::nullopt);
-  EXPECT_EQ(pos, "p");
+  fetcher::RegistryOptions given;
+  ArgParser q("lazysnap test", "usage\n");
+  RegistryFlags(q, &given);
+  ASSERT_FALSE(q.Parse({"--docker-config", "/etc/auth.json"}).has_value());
+  EXPECT_EQ(given.docker_config, "/etc/auth.json");
 }
 
 TEST(ParseSize, UnitsAndErrors) {
