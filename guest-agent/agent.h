@@ -47,6 +47,9 @@ struct AgentOptions {
   std::chrono::seconds read_timeout{60};  // a lazy read waits this long for the registry, then EIO
   ErofsBackend erofs_backend = ErofsBackend::kAuto;
   std::string mkfs_path;  // empty: the mkfs.erofs this build was configured with
+  // Layers without a lazy index fetched and built into EROFS images at once (like containerd's
+  // max_concurrent_downloads).
+  unsigned parallel_layers = 3;
   std::string filesystems_path = "/proc/filesystems";
   std::string fuse_device = "/dev/fuse";
   // `mount`: the one rootfs lives directly in state_dir (layers/<n>, upper, work).

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -45,6 +46,7 @@ constexpr const char* kUsage =
     "  --read-timeout S       a lazy read waits this long for the registry, then EIO (60)\n"
     "  --erofs-backend B      auto|file|loop: how un-indexed layers' EROFS images are mounted\n"
     "  --mkfs PATH            mkfs.erofs to build EROFS images with\n"
+    "  --parallel-layers N    un-indexed layers fetched and built at once (default 3)\n"
     "  --filesystems-file F   kernel filesystem list to check (default /proc/filesystems)\n"
     "  --log-level L          debug|info|warn|error (default info); logs go to stderr\n";
 
@@ -97,6 +99,8 @@ Args Parse(int argc, char** argv) {
       a.agent.erofs_backend = ParseErofsBackend(need());
     } else if (f == "--mkfs") {
       a.agent.mkfs_path = need();
+    } else if (f == "--parallel-layers") {
+      a.agent.parallel_layers = static_cast<unsigned>(std::max(1L, number(need())));
     } else if (f == "--filesystems-file") {
       a.agent.filesystems_path = need();
     } else if (f == "--log-level") {

@@ -18,9 +18,11 @@
 //
 // usage: lazysnap-bench [--quick] [--runs N] [--images a,b,...] [--modes m1,m2,...] [--layout DIR]
 //                       [--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']...
-//                       [--index-span SIZE]
+//                       [--index-span SIZE] [--guest-flags 'FLAGS']
 //   --fused-config adds a [lazy] line to every lazy run's lazysnap-fused config (A/B runs of one
-//   setting, e.g. 'erofs_directio = false'); --index-span indexes with `lazysnap index --span`.
+//   setting, e.g. 'erofs_directio = false'); --index-span indexes with `lazysnap index --span`;
+//   --guest-flags adds flags to every guest run's `lazysnap-guest mount` (e.g. '--parallel-layers
+//   1').
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -127,7 +129,8 @@ struct Sample {
   uint64_t daemon_rss_kb = 0;
   double daemon_cpu_s = 0;
   uint64_t disk_bytes = 0;
-  double guest_mount_s = 0;  // guest: lazysnap-guest's own time to a mounted rootfs
+  double guest_mount_s = 0;     // guest: lazysnap-guest's own time to a mounted rootfs
+  nlohmann::json guest_layers;  // guest: its readiness report's layers (mode, fetch/build s, ...)
   bool ok = true;
   std::string error;
 };
@@ -357,6 +360,7 @@ struct RunSettings {
   std::string logs_dir;
   std::string fused_config;  // --fused-config: [lazy] lines added to lazysnap-fused's config
   std::string index_span;    // --index-span: `lazysnap index --span` (empty: its default)
+  std::string guest_flags;   // --guest-flags: added to every `lazysnap-guest mount`
 };
 
 // `record_prefetch` (lazy only): where to write the start reads of this run as a prefetch list.
@@ -432,7 +436,7 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
       std::string agent = std::string(LAZYSNAP_GUEST_PATH) + " mount --descriptor " +
                           (tmp / "descriptor") + " --target " + rootfs + " --state " +
                           (tmp / "state") + " --plain-http " + reg.host() +
-                          " --read-timeout 60 --log-level info";
+                          " --read-timeout 60 --log-level info" + settings.guest_flags;
       std::vector<std::string> argv = {"unshare", "-m", "--propagation", "private",
                                        "/bin/sh", "-c", kGuestScript,    "sh",
                                        "env",     "-i"};
@@ -460,6 +464,7 @@ Sample RunScenario(const Scenario& sc, const BenchImage& img, const std::string&
                                               std::to_string(report["layers"].size()) + " of " +
                                               std::to_string(layers.size()) + " layers");
       s.guest_mount_s = report.value("seconds", 0.0);
+      s.guest_layers = report["layers"];
       s.create = Seconds(t1, t2);
       s.run = Seconds(t2, t3);
     }
@@ -573,10 +578,12 @@ std::string Mb(uint64_t bytes) {
 int Run(int argc, char** argv) {
   bool quick = false;
   int runs = 3;
-  std::string only, modes, layout, logs_dir, fused_config, index_span, out_dir = "bench-out";
+  std::string only, modes, layout, logs_dir, fused_config, index_span, guest_flags,
+      out_dir = "bench-out";
   const char* usage =
       " (usage: lazysnap-bench [--quick] [--runs N] [--images a,b] [--modes m1,m2] [--layout DIR] "
-      "[--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']... [--index-span SIZE])";
+      "[--out DIR] [--logs DIR] [--fused-config 'KEY = VALUE']... [--index-span SIZE] "
+      "[--guest-flags 'FLAGS'])";
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -599,6 +606,8 @@ int Run(int argc, char** argv) {
       logs_dir = next();
     else if (a == "--fused-config")
       fused_config += next() + "\n";
+    else if (a == "--guest-flags")
+      guest_flags += " " + next();
     else if (a == "--index-span")
       index_span = next();
     else
@@ -656,7 +665,7 @@ int Run(int argc, char** argv) {
   Registry reg;
   MakeDirs(out_dir);
   if (!logs_dir.empty()) MakeDirs(logs_dir);
-  const RunSettings settings{logs_dir, fused_config, index_span};
+  const RunSettings settings{logs_dir, fused_config, index_span, guest_flags};
   nlohmann::json results = nlohmann::json::array();
   nlohmann::json indexes = nlohmann::json::array();
   std::ostringstream md, lazy_md, guest_md;
@@ -769,7 +778,10 @@ int Run(int argc, char** argv) {
                               {"daemon_cpu_s", s.daemon_cpu_s},
                               {"disk_bytes", s.disk_bytes},
                               {"runs_on_host", sc.run_on_host}};
-        if (sc.guest) row["guest_mount_s"] = s.guest_mount_s;
+        if (sc.guest) {
+          row["guest_mount_s"] = s.guest_mount_s;
+          row["guest_layers"] = s.guest_layers;
+        }
         if (sc.lazy) {
           row["index_s"] = index.seconds;
           row["index_bytes"] = index.index_bytes;

@@ -628,6 +628,52 @@ TEST_F(GuestAgentTest, MissingLayerAfterTwoMountedUnwindsEverything) {
   EXPECT_FALSE(Mentions(o.mountinfo, state) || Mentions(o.mountinfo, target)) << o.mountinfo;
 }
 
+// Un-indexed layers are fetched and built into EROFS images several at a time: the rootfs equals
+// the one built a layer at a time (and containerd's). A layer the registry lacks fails the mount
+// naming that layer, with nothing left mounted and no partial files.
+TEST_F(GuestAgentTest, ParallelErofsBuildsEqualSerialOnesAndFailCleanly) {
+  TempDir tmp("guest-parallel");
+  WriteFileAtomic(tmp / "desc", mounts_->at("v2"));
+  for (const char* workers : {"1", "4"}) {
+    std::string state = tmp / (std::string("state-") + workers);
+    std::string target = tmp / (std::string("rootfs-") + workers);
+    std::vector<std::string> args = {"mount", "--descriptor",      tmp / "desc", "--target",
+                                     target,  "--parallel-layers", workers};
+    for (const auto& f : CommonFlags(state)) args.push_back(f);
+    Agent agent(args);
+    nlohmann::json ready = agent.WaitLine();
+    ASSERT_TRUE(ready.value("ready", false)) << ready.dump() << agent.Stderr();
+    EXPECT_EQ(Modes(ready), (std::vector<std::string>(4, "erofs"))) << ready.dump();
+    for (const auto& l : ready["layers"]) {
+      EXPECT_GT(l["bytes_fetched"].get<uint64_t>(), 0u) << l.dump();
+      EXPECT_TRUE(l["build_seconds"].is_number()) << l.dump();
+      EXPECT_GE(l["seconds"].get<double>(), l["build_seconds"].get<double>()) << l.dump();
+    }
+    auto diff = DiffTrees(native_->at("v2"), agent.Inside(target));
+    EXPECT_TRUE(diff.empty()) << workers << " workers: " << diff.size()
+                              << " differences, first: " << diff.front();
+    agent.Signal(SIGTERM);
+    EXPECT_EQ(agent.Wait(std::chrono::seconds(30)), std::optional<int>(0)) << agent.Stderr();
+  }
+
+  labels::ProxyDescriptor bad = Descriptor("v2");
+  bad.layers[1].digest = Sha256Digest("no such layer");
+  std::string state = tmp / "state-bad", target = tmp / "rootfs-bad";
+  std::vector<std::string> args = {"mount", "--descriptor",      "-", "--target",
+                                   target,  "--parallel-layers", "3"};
+  for (const auto& f : CommonFlags(state)) args.push_back(f);
+  auto o = RunToCompletion(args, labels::EncodeKataVolumeJson(bad));
+  EXPECT_EQ(o.exit_code, 1) << o.output;
+  EXPECT_NE(o.output.find("layer 2/4 (" + bad.layers[1].digest.substr(0, 19) + ")"),
+            std::string::npos)
+      << o.output;
+  EXPECT_NE(o.output.find(registry_->host()), std::string::npos) << o.output;
+  EXPECT_FALSE(Mentions(o.mountinfo, state) || Mentions(o.mountinfo, target)) << o.mountinfo;
+  for (const auto& e : std::filesystem::directory_iterator(state + "/images"))
+    EXPECT_EQ(e.path().string().find(".partial"), std::string::npos) << e.path();
+  EXPECT_FALSE(PathExists(state + "/images/" + bad.layers[1].digest.substr(7) + ".erofs"));
+}
+
 TEST_F(GuestAgentTest, MissingKernelFeaturesAreNamed) {
   TempDir tmp("guest-kernel");
   std::string target = tmp / "rootfs";
