@@ -11,7 +11,8 @@
 // them at mount), guest-erofs-lazysnap and guest-lazy-lazysnap (the proxy-mode pull, then the
 // guest's side of a Kata start on the host, without the VM: lazysnap-guest mounts the rootfs from
 // the container snapshot's descriptor, whole layers built into EROFS or, once indexed, lazily over
-// FUSE, and the ready command runs chroot'ed into it).
+// FUSE, and the ready command runs chroot'ed into it), guest-lazy-prefetch-lazysnap (the same with
+// the prefetch list that an untimed host lazy run recorded).
 //
 // Every host and guest run also records the time from the start of the pull to the container's
 // first byte of output, and the registry's layer-blob bytes and requests up to that moment.
@@ -655,6 +656,15 @@ int Run(int argc, char** argv) {
            .run_on_host = true,
            .lazy = true,
            .prefetch = true},
+           // The prefetch list recorded on the host (by a lazy run) serves the guest as well: it
+           // names tar ranges of the layers, whoever mounts them.
+           {.name = "guest-lazy-prefetch-lazysnap",
+           .snapshotter = "lazysnap",
+           .lazysnap_config = kProxyConfig,
+           .prefetch = true,
+           .guest = true,
+           .indexed = true,
+           .guest_mode = "lazy"},
        }) {
     if (modes.empty() || ("," + modes + ",").find("," + sc.name + ",") != std::string::npos)
       scenarios.push_back(sc);
@@ -720,8 +730,14 @@ int Run(int argc, char** argv) {
           TempDir tmp("bench-prefetch");
           RunSettings untimed = settings;
           untimed.logs_dir.clear();
-          Sample rec =
-              RunScenario(sc, img, ref, reg, layers, image_config, -1, untimed, tmp / "list.json");
+          Scenario recorder = sc;  // a guest's start reads are recorded on the host
+          if (sc.guest) {
+            recorder.guest = false;
+            recorder.lazysnap_config.clear();
+            recorder.run_on_host = recorder.lazy = true;
+          }
+          Sample rec = RunScenario(recorder, img, ref, reg, layers, image_config, -1, untimed,
+                                   tmp / "list.json");
           if (rec.ok) {
             index = IndexImage(ref, settings.index_span, tmp / "list.json");
           } else {
