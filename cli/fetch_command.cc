@@ -7,7 +7,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -92,23 +91,8 @@ int RunFetch(const std::vector<std::string>& args) {
     }
     bool to_file = out != "/dev/stdout";
     std::string tmp = to_file ? out + ".partial" : out;
-    std::ofstream f;
     Progress progress(l.size);
-    auto open = [&] {
-      f.close();
-      f.open(tmp, std::ios::binary | std::ios::trunc);
-      if (!f) ThrowErrno("open " + tmp);
-    };
-    open();
-    client.FetchBlob(
-        l.digest,
-        [&](long, const char* data, size_t len) {
-          f.write(data, static_cast<std::streamsize>(len));
-          progress.Add(len);
-          return static_cast<bool>(f);
-        },
-        open, l.size);
-    f.close();
+    client.FetchBlobToFile(l.digest, tmp, l.size, [&](size_t len) { progress.Add(len); });
     progress.Finish();
     if (to_file && std::rename(tmp.c_str(), out.c_str()) != 0) ThrowErrno("rename " + tmp);
     std::fprintf(stderr, "%s: %llu bytes, verified\n", l.digest.c_str(),

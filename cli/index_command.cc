@@ -8,7 +8,6 @@
 // --prefetch adds the image's prefetch list (from `lazysnap prefetch`) to the artifact.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -78,23 +77,8 @@ int RunIndex(const std::vector<std::string>& args) {
       const auto& l = img.manifest.layers[i];
       auto t0 = std::chrono::steady_clock::now();
       std::string path = tmp / "layer";
-      std::ofstream f;
-      auto open = [&] {
-        f.close();
-        f.open(path, std::ios::binary | std::ios::trunc);
-        if (!f) ThrowErrno("open " + path);
-      };
-      open();
       Progress progress(l.size, "layer " + std::to_string(i + 1) + "/" + std::to_string(n) + " ");
-      client.FetchBlob(
-          l.digest,
-          [&](long, const char* data, size_t len) {
-            f.write(data, static_cast<std::streamsize>(len));
-            progress.Add(len);
-            return static_cast<bool>(f);
-          },
-          open, l.size);
-      f.close();
+      client.FetchBlobToFile(l.digest, path, l.size, [&](size_t len) { progress.Add(len); });
       progress.Finish();
       try {
         lazy::LayerIndex idx = lazy::BuildLayerIndex(path, l.digest, build);

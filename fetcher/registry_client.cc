@@ -1,5 +1,9 @@
 #include "fetcher/registry_client.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -7,6 +11,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/sha256.h"
+#include "common/unique_fd.h"
 #include "fetcher/url.h"
 #include "fetcher/www_authenticate.h"
 #include "labels/descriptor.h"
@@ -472,6 +477,46 @@ void RegistryClient::FetchBlob(const std::string& digest, const BodySink& sink,
     }
     return 0;
   });
+}
+
+uint64_t RegistryClient::FetchBlobToFile(const std::string& digest, const std::string& path,
+                                         uint64_t expected_size,
+                                         const std::function<void(size_t)>& progress) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) ThrowErrno("open " + path);
+  uint64_t n = 0;
+  int write_error = 0;
+  try {
+    FetchBlob(
+        digest,
+        [&](long, const char* data, size_t len) {
+          if (progress) progress(len);
+          while (len > 0) {
+            ssize_t w = ::write(fd.get(), data, len);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) {
+              write_error = errno;
+              return false;
+            }
+            data += w;
+            len -= static_cast<size_t>(w);
+            n += static_cast<uint64_t>(w);
+          }
+          return true;
+        },
+        [&] {
+          if (::ftruncate(fd.get(), 0) != 0 || ::lseek(fd.get(), 0, SEEK_SET) != 0)
+            ThrowErrno("truncate " + path);
+          n = 0;
+        },
+        expected_size);
+  } catch (const Error&) {
+    // A failed write stopped the transfer: report the write (a full disk), not "the reader
+    // stopped".
+    if (write_error != 0) ThrowErrno("write " + path, write_error);
+    throw;
+  }
+  return n;
 }
 
 std::string RegistryClient::FetchBlobToString(const std::string& digest, uint64_t max_size) {

@@ -72,6 +72,13 @@ class RegistryClient {
   void FetchBlob(const std::string& digest, const BodySink& sink,
                  const std::function<void()>& reset, uint64_t expected_size = UINT64_MAX);
   std::string FetchBlobToString(const std::string& digest, uint64_t max_size = 64u << 20);
+  // FetchBlob into the file `path` (created or truncated, mode 0600; truncated again before a
+  // retry). `progress` (optional) sees each chunk's length. Returns the blob's size. A failed
+  // write throws Error naming the file and errno (ENOSPC: the disk is full); the caller removes
+  // or publishes the file.
+  uint64_t FetchBlobToFile(const std::string& digest, const std::string& path,
+                           uint64_t expected_size = UINT64_MAX,
+                           const std::function<void(size_t)>& progress = {});
   // Bytes [offset, offset+length) of a blob, unverified (the caller verifies with chunk digests).
   // Accepts 206 with an exact Content-Range, or a 200 full body from which the range is cut.
   std::string ReadRange(const std::string& digest, uint64_t offset, uint64_t length);

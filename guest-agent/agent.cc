@@ -160,38 +160,6 @@ size_t GuestAgent::mounted() const {
 
 namespace {
 
-// Streams the layer blob to `path`, verified against its digest by the client. Returns its size.
-uint64_t FetchBlobToFile(fetcher::RegistryClient& client, const std::string& digest,
-                         const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd) ThrowErrno("open " + path);
-  uint64_t n = 0;
-  int write_error = 0;
-  client.FetchBlob(
-      digest,
-      [&](long, const char* data, size_t len) {
-        while (len > 0) {
-          ssize_t w = ::write(fd.get(), data, len);
-          if (w < 0 && errno == EINTR) continue;
-          if (w < 0) {
-            write_error = errno;
-            return false;
-          }
-          data += w;
-          len -= static_cast<size_t>(w);
-          n += static_cast<uint64_t>(w);
-        }
-        return true;
-      },
-      [&] {
-        if (::ftruncate(fd.get(), 0) != 0 || ::lseek(fd.get(), 0, SEEK_SET) != 0)
-          ThrowErrno("truncate " + path);
-        n = 0;
-      });
-  if (write_error != 0) ThrowErrno("write " + path, write_error);
-  return n;
-}
-
 // Fetches layer `digest` of `image_ref` whole (digest-checked) and builds it into the full EROFS
 // image `image`, published only when complete. Returns {"fetch_seconds", "bytes_fetched",
 // "build_seconds"} for the readiness report.
@@ -214,7 +182,7 @@ nlohmann::json BuildErofsImage(const AgentOptions& opts, const Logger& log,
   auto tf = Clock::now();
   try {
     fetcher::RegistryClient client(ref, ro);
-    info["bytes_fetched"] = FetchBlobToFile(client, digest, blob);
+    info["bytes_fetched"] = client.FetchBlobToFile(digest, blob);
   } catch (const Error& e) {
     throw Error(e.code(), "fetching the layer from " + ref.RegistryHost() + ": " + e.what());
   }

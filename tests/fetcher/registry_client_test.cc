@@ -7,7 +7,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -112,6 +116,37 @@ TEST_F(RegistryClientTest, FetchesAndVerifiesBlobs) {
     EXPECT_EQ(Sha256Digest(blob), image_->layer_digests[i]);
     EXPECT_EQ(blob.size(), image_->layer_sizes[i]);
     EXPECT_EQ(c.BlobSize(image_->layer_digests[i]), image_->layer_sizes[i]);
+  }
+}
+
+TEST_F(RegistryClientTest, FetchBlobToFileWritesTheBlobAndNamesAFullDisk) {
+  auto c = Client(Plain());
+  const std::string& digest = image_->layer_digests[1];
+  TempDir tmp("blob-file");
+  uint64_t seen = 0;
+  uint64_t n = c.FetchBlobToFile(digest, tmp / "blob", image_->layer_sizes[1],
+                                 [&](size_t len) { seen += len; });
+  EXPECT_EQ(n, image_->layer_sizes[1]);
+  EXPECT_EQ(seen, n);
+  EXPECT_EQ(Sha256Digest(ReadFile(tmp / "blob")), digest);
+
+  // A disk smaller than the blob: the error is the write's, naming the file, not "the reader
+  // stopped".
+  ASSERT_GT(image_->layer_sizes[1], 16384u);
+  std::string mnt = tmp / "small";
+  MakeDirs(mnt);
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16k"), 0) << strerror(errno);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  try {
+    c.FetchBlobToFile(digest, mnt + "/blob");
+    ADD_FAILURE() << "a blob larger than the disk was written";
+  } catch (const Error& e) {
+    std::string what = e.what();
+    EXPECT_NE(what.find("write " + mnt + "/blob"), std::string::npos) << what;
+    EXPECT_NE(what.find(strerror(ENOSPC)), std::string::npos) << what;
   }
 }
 
@@ -420,6 +455,16 @@ TEST_F(FaultTest, TruncatedBlobIsRefetchedWhole) {
   EXPECT_EQ(Sha256Digest(blob), image_->layer_digests[1]);  // reset() discarded the partial bytes
   EXPECT_EQ(proxy_.faults_applied(), 1);
   EXPECT_GE(proxy_.connections(), 2);  // the retry came on a new connection
+}
+
+TEST_F(FaultTest, TruncatedBlobToFileIsWrittenWholeOnce) {
+  proxy_.Inject(Fault::kTruncate, 1, 100000);
+  TempDir tmp("blob-file-retry");
+  uint64_t n = Through().FetchBlobToFile(image_->layer_digests[1], tmp / "blob");
+  EXPECT_EQ(n, image_->layer_sizes[1]);
+  // The retry truncated the partial bytes of the first attempt instead of appending to them.
+  EXPECT_EQ(Sha256Digest(ReadFile(tmp / "blob")), image_->layer_digests[1]);
+  EXPECT_EQ(proxy_.faults_applied(), 1);
 }
 
 TEST_F(FaultTest, FlippedByteIsDetectedNeverReturned) {
