@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -162,6 +163,18 @@ void Publish(const std::string& from, const std::string& to) {
   if (!d || ::fsync(d.get()) != 0) ThrowErrno("fsync directory " + dir);
 }
 
+// The free bytes of the filesystem holding `path` when they are under 1 MiB (less than
+// mkfs.erofs's write buffers: a write of the image can have failed for lack of space), else
+// nullopt.
+std::optional<uint64_t> NearlyFull(const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
+  struct statvfs vfs {};
+  if (::statvfs(dir.empty() ? "." : dir.c_str(), &vfs) != 0) return std::nullopt;
+  uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  if (free_bytes >= (1u << 20)) return std::nullopt;
+  return free_bytes;
+}
+
 }  // namespace
 
 std::string DefaultMkfsPath() {
@@ -210,7 +223,16 @@ BuildResult BuildLayer(int fd, const std::string& image_path, const BuildOptions
       out = ReadFile(log);
     } catch (const Error&) {
     }
+    // mkfs.erofs reports a full disk as whatever failed after the short write (a bad checksum,
+    // EBADMSG): asked before the partial image is removed, the disk tells which it was.
+    std::optional<uint64_t> free_bytes = NearlyFull(partial);
     fail_cleanup();
+    if (free_bytes) {
+      return Error(ErrorCode::kResourceExhausted,
+                   "no space left for the EROFS image " + image_path + " (" +
+                       std::to_string(*free_bytes) + " bytes free there when mkfs.erofs failed, " +
+                       why + "): " + Tail(out));
+    }
     return Error(ErrorCode::kInvalidArgument,
                  "mkfs.erofs rejected the layer (" + why + "): " + Tail(out));
   };

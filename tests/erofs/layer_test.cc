@@ -1,11 +1,15 @@
 // Layer decoding, tar validation and image building (no mounts; see kernel_test.cc for those).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <random>
 #include <string>
@@ -588,6 +592,32 @@ TEST_F(ErofsBuild, HostileLayersFailCleanly) {
   o.mode = ImageMode::kIndexOnly;
   EXPECT_EQ(CodeOf([&] { BuildLayerFromFile(Corpus(), tmp_ / "x.erofs", o); }),
             ErrorCode::kInvalidArgument);
+}
+
+// A disk too small for the image: mkfs.erofs fails with a misleading message of its own (a bad
+// checksum); the error says the disk is full, and nothing is left on it.
+TEST_F(ErofsBuild, AFullDiskIsNamedAsSuchAndLeavesNothing) {
+  std::string tar = ReadFile(Corpus());
+  ASSERT_GT(tar.size(), 1u << 20);
+  std::string mnt = tmp_ / "small";
+  MakeDirs(mnt);
+  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k"), 0) << strerror(errno);
+  struct Unmount {
+    std::string p;
+    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  try {
+    BuildLayerFromFile(Corpus(), mnt + "/full.erofs");
+    ADD_FAILURE() << "an image larger than the disk was built";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kResourceExhausted) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no space left for the EROFS image " + mnt),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(mnt));
+  // The same build on a disk with room succeeds: the layer was never the problem.
+  EXPECT_NO_THROW(BuildLayerFromFile(Corpus(), tmp_ / "fits.erofs"));
 }
 
 }  // namespace
