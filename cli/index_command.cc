@@ -1,19 +1,25 @@
-// `lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--prefetch FILE] [--hosts-dir DIR]
-//                 [--plain-http] [--docker-config FILE]`
+// `lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--prefetch FILE] [--parallel N]
+//                 [--hosts-dir DIR] [--plain-http] [--docker-config FILE]`
 // Builds the lazy index of every layer of an image (each layer downloaded once, verified, and
 // passed through the EROFS index builder with gzip or zstd checkpoints) and pushes the indexes to
 // the image's repository as an OCI artifact whose subject is the image manifest. lazysnap-fused
 // then finds it through the referrers API or the referrers tag schema. zstd layers written as one
 // big frame are skipped (they stay native): containers still start, with those layers unpacked.
 // --prefetch adds the image's prefetch list (from `lazysnap prefetch`) to the artifact.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/parallel.h"
 #include "common/temp_dir.h"
 #include "fetcher/registry_client.h"
 #include "labels/reference.h"
@@ -26,12 +32,53 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: lazysnap index <ref> [--span BYTES] [--chunk-size BYTES] [--prefetch FILE]\n"
-    "                      [--hosts-dir DIR] [--plain-http] [--docker-config FILE]\n"
+    "                      [--parallel N] [--hosts-dir DIR] [--plain-http] [--docker-config FILE]\n"
     "  --span BYTES        uncompressed bytes between gzip checkpoints (default 4 MiB)\n"
     "  --chunk-size BYTES  verification chunk; must equal lazysnap-fused's cache chunk size\n"
     "                      (default 524288)\n"
     "  --prefetch FILE     the image's prefetch list (`lazysnap prefetch`), fetched first by\n"
-    "                      every node that mounts its layers\n";
+    "                      every node that mounts its layers\n"
+    "  --parallel N        layers fetched and indexed at once (default 3)\n";
+
+// Fetches layer i of n (verified) into `path`, builds its index and prints a line for it;
+// returns the encoded index, or "" when the layer cannot be indexed (a zstd layer in one frame:
+// it stays native).
+std::string IndexOneLayer(const labels::Reference& ref, const fetcher::RegistryOptions& opts,
+                          const fetcher::Descriptor& l, const lazy::IndexBuildOptions& build,
+                          const std::string& path, size_t i, size_t n,
+                          const std::function<void(size_t)>& progress, std::mutex& out_mu) {
+  auto t0 = std::chrono::steady_clock::now();
+  fetcher::RegistryClient client(ref, opts);  // one per thread (not thread-safe)
+  client.FetchBlobToFile(l.digest, path, l.size, progress);
+  struct Unlink {
+    std::string p;
+    ~Unlink() { ::unlink(p.c_str()); }
+  } unlink{path};
+  std::string line, enc;
+  try {
+    lazy::LayerIndex idx = lazy::BuildLayerIndex(path, l.digest, build);
+    enc = lazy::EncodeLayerIndex(idx);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    char buf[512];
+    std::snprintf(
+        buf, sizeof buf,
+        "layer %zu/%zu %s  %llu bytes -> index %llu bytes (%.2f%%), %zu spans, %.1f s\n", i + 1, n,
+        l.digest.c_str(), static_cast<unsigned long long>(l.size),
+        static_cast<unsigned long long>(enc.size()),
+        100.0 * static_cast<double>(enc.size()) / static_cast<double>(l.size ? l.size : 1),
+        idx.checkpoints.size(), secs);
+    line = buf;
+  } catch (const Error& e) {
+    if (e.code() != ErrorCode::kFailedPrecondition) throw;
+    line = "layer " + std::to_string(i + 1) + "/" + std::to_string(n) + " " + l.digest +
+           "  not indexed: " + e.what() + "\n";
+  }
+  std::lock_guard lock(out_mu);
+  if (::isatty(2) == 1) std::fputs("\r\033[K", stderr);  // under the progress bar's line
+  std::fputs(line.c_str(), stdout);
+  std::fflush(stdout);
+  return enc;
+}
 
 }  // namespace
 
@@ -39,12 +86,23 @@ int RunIndex(const std::vector<std::string>& args) {
   std::string ref_text;
   fetcher::RegistryOptions opts;
   lazy::IndexBuildOptions build;
-  std::string prefetch_path, span, chunk_size;
+  std::string prefetch_path, span, chunk_size, parallel;
   ArgParser p("lazysnap index", kUsage);
-  p.Value("--span", &span).Value("--chunk-size", &chunk_size).Value("--prefetch", &prefetch_path);
+  p.Value("--span", &span)
+      .Value("--chunk-size", &chunk_size)
+      .Value("--prefetch", &prefetch_path)
+      .Value("--parallel", &parallel);
   RegistryFlags(p, &opts).Positional(&ref_text);
   if (auto rc = p.Parse(args)) return *rc;
   if (ref_text.empty()) return p.UsageError();
+  unsigned workers = 3;
+  if (!parallel.empty()) {
+    char* end = nullptr;
+    long v = std::strtol(parallel.c_str(), &end, 10);
+    if (*end != '\0' || v < 1 || v > 64)
+      return p.UsageError("--parallel wants a number from 1 to 64, not \"" + parallel + "\"");
+    workers = static_cast<unsigned>(v);
+  }
   try {
     if (!span.empty()) build.span = ParseSize(span);
     if (!chunk_size.empty()) {
@@ -70,34 +128,45 @@ int RunIndex(const std::vector<std::string>& args) {
       prefetch = lazy::EncodePrefetchList(list);
     }
     TempDir tmp("lazysnap-index");
+    const size_t n = img.manifest.layers.size();
+    uint64_t total = 0;
+    for (const auto& l : img.manifest.layers) total += l.size;
+    // Layers are fetched and indexed `parallel` at a time (each keeps about a core busy with
+    // inflate); one progress bar counts them all.
+    struct Layer {
+      std::string index;  // encoded; empty: not indexed
+      std::exception_ptr error;
+    };
+    std::vector<Layer> out(n);
+    std::mutex mu;  // the progress bar and stdout
+    Progress progress(total, n > 1 ? std::to_string(n) + " layers " : "layer ");
+    RunInParallel(n, workers, [&](size_t i) {
+      const auto& l = img.manifest.layers[i];
+      try {
+        out[i].index = IndexOneLayer(
+            ref, opts, l, build, tmp / std::to_string(i), i, n,
+            [&](size_t len) {
+              std::lock_guard lock(mu);
+              progress.Add(len);
+            },
+            mu);
+      } catch (...) {
+        out[i].error = std::current_exception();
+        return false;
+      }
+      return true;
+    });
+    progress.Finish();
+    for (const auto& l : out) {
+      if (l.error) std::rethrow_exception(l.error);
+    }
     std::vector<std::pair<std::string, std::string>> indexes;
     uint64_t layer_bytes = 0, index_bytes = 0;
-    const size_t n = img.manifest.layers.size();
     for (size_t i = 0; i < n; ++i) {
-      const auto& l = img.manifest.layers[i];
-      auto t0 = std::chrono::steady_clock::now();
-      std::string path = tmp / "layer";
-      Progress progress(l.size, "layer " + std::to_string(i + 1) + "/" + std::to_string(n) + " ");
-      client.FetchBlobToFile(l.digest, path, l.size, [&](size_t len) { progress.Add(len); });
-      progress.Finish();
-      try {
-        lazy::LayerIndex idx = lazy::BuildLayerIndex(path, l.digest, build);
-        std::string enc = lazy::EncodeLayerIndex(idx);
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::printf(
-            "layer %zu/%zu %s  %llu bytes -> index %llu bytes (%.2f%%), %zu spans, %.1f s\n", i + 1,
-            n, l.digest.c_str(), static_cast<unsigned long long>(l.size),
-            static_cast<unsigned long long>(enc.size()),
-            100.0 * static_cast<double>(enc.size()) / static_cast<double>(l.size ? l.size : 1),
-            idx.checkpoints.size(), secs);
-        std::fflush(stdout);
-        layer_bytes += l.size;
-        index_bytes += enc.size();
-        indexes.emplace_back(l.digest, std::move(enc));
-      } catch (const Error& e) {
-        if (e.code() != ErrorCode::kFailedPrecondition) throw;
-        std::printf("layer %zu/%zu %s  not indexed: %s\n", i + 1, n, l.digest.c_str(), e.what());
-      }
+      if (out[i].index.empty()) continue;
+      layer_bytes += img.manifest.layers[i].size;
+      index_bytes += out[i].index.size();
+      indexes.emplace_back(img.manifest.layers[i].digest, std::move(out[i].index));
     }
     if (indexes.empty()) throw Error(ErrorCode::kFailedPrecondition, "no layer could be indexed");
     std::string digest = lazy::PushIndexArtifact(client, img, indexes, prefetch);

@@ -7,16 +7,14 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <filesystem>
-#include <functional>
 #include <set>
-#include <thread>
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/parallel.h"
 #include "common/sha256.h"
 #include "common/temp_dir.h"
 #include "erofs/layer_builder.h"
@@ -200,21 +198,6 @@ nlohmann::json BuildErofsImage(const AgentOptions& opts, const Logger& log,
   return info;
 }
 
-// Runs job(0..count-1) on up to `workers` threads, in order of index; once a job has failed
-// (`failed` set by it), the jobs not started yet are skipped.
-void RunInParallel(size_t count, unsigned workers, const std::atomic<bool>& failed,
-                   const std::function<void(size_t)>& job) {
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t j; (j = next.fetch_add(1)) < count && !failed.load();) job(j);
-  };
-  std::vector<std::thread> threads;
-  for (unsigned t = 1; t < std::min<size_t>(std::max(workers, 1u), count); ++t)
-    threads.emplace_back(work);
-  work();
-  for (auto& t : threads) t.join();
-}
-
 }  // namespace
 
 std::unique_ptr<GuestAgent::Rootfs> GuestAgent::MountRootfs(const labels::ProxyDescriptor& desc,
@@ -311,8 +294,7 @@ std::unique_ptr<GuestAgent::Rootfs> GuestAgent::MountRootfs(const labels::ProxyD
       if (!plan[i].lazy && !PathExists(image_of(i)) && queued.insert(desc.layers[i].digest).second)
         jobs.push_back(i);
     }
-    std::atomic<bool> failed{false};
-    RunInParallel(jobs.size(), opts_.parallel_layers, failed, [&](size_t j) {
+    RunInParallel(jobs.size(), opts_.parallel_layers, [&](size_t j) {
       Built& b = built[jobs[j]];
       auto tb = Clock::now();
       try {
@@ -320,10 +302,10 @@ std::unique_ptr<GuestAgent::Rootfs> GuestAgent::MountRootfs(const labels::ProxyD
                                  image_of(jobs[j]));
       } catch (...) {
         b.error = std::current_exception();
-        failed = true;
       }
       b.seconds = Since(tb);
       b.ran = true;
+      return !b.error;
     });
   }
 
