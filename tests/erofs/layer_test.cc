@@ -25,6 +25,7 @@
 #include "erofs/reader.h"
 #include "erofs/tar_scanner.h"
 #include "tests/erofs/tree.h"
+#include "tests/support/small_disk.h"
 
 namespace lazysnap::erofs {
 namespace {
@@ -599,13 +600,8 @@ TEST_F(ErofsBuild, HostileLayersFailCleanly) {
 TEST_F(ErofsBuild, AFullDiskIsNamedAsSuchAndLeavesNothing) {
   std::string tar = ReadFile(Corpus());
   ASSERT_GT(tar.size(), 1u << 20);
-  std::string mnt = tmp_ / "small";
-  MakeDirs(mnt);
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k"), 0) << strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  lazysnap::testing::SmallDisk disk(tmp_ / "small", "256k");
+  const std::string& mnt = disk.path();
   try {
     BuildLayerFromFile(Corpus(), mnt + "/full.erofs");
     ADD_FAILURE() << "an image larger than the disk was built";

@@ -15,6 +15,7 @@
 #include "common/file_util.h"
 #include "common/sha256.h"
 #include "common/temp_dir.h"
+#include "tests/support/small_disk.h"
 
 namespace lazysnap::fetcher {
 namespace {
@@ -272,13 +273,8 @@ TEST(ChunkCache, ConcurrentReadersAndWritersSeeWholeChunks) {
 
 TEST(ChunkCache, AFullDiskFailsThePutClearlyAndKeepsWhatWasCached) {
   TempDir dir("cache");
-  std::string mnt = dir.path() + "/small";
-  MakeDirs(mnt);
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=256k"), 0) << strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::SmallDisk disk(dir.path() + "/small", "256k");
+  const std::string& mnt = disk.path();
   ChunkCache c(Opts(mnt + "/cache"));
   PutChunk(c, kBlob, 0, Bytes(0, kChunk));
   c.Flush();

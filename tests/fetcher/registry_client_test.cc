@@ -22,6 +22,7 @@
 #include "labels/descriptor.h"
 #include "tests/support/oci_image.h"
 #include "tests/support/registry.h"
+#include "tests/support/small_disk.h"
 #include "tests/support/token_server.h"
 
 namespace lazysnap::fetcher {
@@ -133,13 +134,8 @@ TEST_F(RegistryClientTest, FetchBlobToFileWritesTheBlobAndNamesAFullDisk) {
   // A disk smaller than the blob: the error is the write's, naming the file, not "the reader
   // stopped".
   ASSERT_GT(image_->layer_sizes[1], 16384u);
-  std::string mnt = tmp / "small";
-  MakeDirs(mnt);
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=16k"), 0) << strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  lazysnap::testing::SmallDisk disk(tmp / "small", "16k");
+  const std::string& mnt = disk.path();
   try {
     c.FetchBlobToFile(digest, mnt + "/blob");
     ADD_FAILURE() << "a blob larger than the disk was written";

@@ -14,6 +14,7 @@
 #include "common/file_util.h"
 #include "common/temp_dir.h"
 #include "tests/support/pseudo_random.h"
+#include "tests/support/small_disk.h"
 
 namespace lazysnap::lazy {
 namespace {
@@ -69,13 +70,8 @@ TEST(SpanStore, TheBoundEvictsTheLeastRecentlyUsedSpans) {
 
 TEST(SpanStore, AFullDiskDisablesTheStoreAndKeepsWhatItHolds) {
   TempDir dir("spans");
-  std::string mnt = dir / "small";
-  MakeDirs(mnt);
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m"), 0) << std::strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::SmallDisk disk(dir / "small", "1m");
+  const std::string& mnt = disk.path();
   SpanStore s(mnt, 1ull << 30);
   std::string first = PseudoRandomBytes(kSpan, 1);
   ASSERT_TRUE(s.Put(0, 0, first));

@@ -20,6 +20,7 @@
 #include "tests/support/oci_image.h"
 #include "tests/support/pseudo_random.h"
 #include "tests/support/registry.h"
+#include "tests/support/small_disk.h"
 
 namespace lazysnap::lazy {
 namespace {
@@ -305,13 +306,8 @@ TEST_F(TarSourceTest, StoredBytesAreLentAsTheStoresFdAtTarOffsets) {
 
 TEST_F(TarSourceTest, AFullSpanStoreDiskLosesNothing) {
   TempDir dir("spanstore");
-  std::string mnt = dir / "small";
-  MakeDirs(mnt);
-  ASSERT_EQ(::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m"), 0) << std::strerror(errno);
-  struct Unmount {
-    std::string p;
-    ~Unmount() { ::umount2(p.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::SmallDisk disk(dir / "small", "2m");
+  const std::string& mnt = disk.path();
   TarSourceOptions o;
   o.store_dir = mnt;
   auto s = Make(o);
