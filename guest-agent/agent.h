@@ -50,6 +50,9 @@ struct AgentOptions {
   // Layers without a lazy index fetched and built into EROFS images at once (like containerd's
   // max_concurrent_downloads).
   unsigned parallel_layers = 3;
+  // Un-indexed layers as index-only EROFS images + their tars (faster to build; EROFS extra
+  // devices need Linux >= 5.16) or as full images (data copied in; any EROFS kernel).
+  bool full_images = false;
   std::string filesystems_path = "/proc/filesystems";
   std::string fuse_device = "/dev/fuse";
   // `mount`: the one rootfs lives directly in state_dir (layers/<n>, upper, work).

@@ -47,6 +47,8 @@ constexpr const char* kUsage =
     "  --erofs-backend B      auto|file|loop: how un-indexed layers' EROFS images are mounted\n"
     "  --mkfs PATH            mkfs.erofs to build EROFS images with\n"
     "  --parallel-layers N    un-indexed layers fetched and built at once (default 3)\n"
+    "  --full-images          un-indexed layers as full EROFS images (data copied in) instead\n"
+    "                         of index-only images + their tars (which need Linux >= 5.16)\n"
     "  --filesystems-file F   kernel filesystem list to check (default /proc/filesystems)\n"
     "  --log-level L          debug|info|warn|error (default info); logs go to stderr\n";
 
@@ -99,6 +101,8 @@ Args Parse(int argc, char** argv) {
       a.agent.erofs_backend = ParseErofsBackend(need());
     } else if (f == "--mkfs") {
       a.agent.mkfs_path = need();
+    } else if (f == "--full-images") {
+      a.agent.full_images = true;
     } else if (f == "--parallel-layers") {
       a.agent.parallel_layers = static_cast<unsigned>(std::max(1L, number(need())));
     } else if (f == "--filesystems-file") {

@@ -115,12 +115,15 @@ ErofsBackend ParseErofsBackend(std::string_view name) {
 }
 
 KernelMount MountErofsImage(const std::string& image, const std::string& target,
-                            ErofsBackend backend, std::string* used) {
+                            ErofsBackend backend, std::string* used, const std::string& blob) {
+  if (blob.find(',') != std::string::npos)
+    throw Error(ErrorCode::kInvalidArgument, "EROFS blob path has ',': " + blob);
   std::string file_error;
   if (backend != ErofsBackend::kLoop) {
-    // Linux >= 6.12 mounts an EROFS image file directly: no loop device, no block layer.
+    // Linux >= 6.12 mounts an EROFS image file directly: no loop device, no block layer (and
+    // opens the extra device as a file too).
     try {
-      KernelMount m(image, target, "erofs", MS_RDONLY, "");
+      KernelMount m(image, target, "erofs", MS_RDONLY, blob.empty() ? "" : "device=" + blob);
       *used = "file";
       return m;
     } catch (const Error& e) {
@@ -133,10 +136,12 @@ KernelMount MountErofsImage(const std::string& image, const std::string& target,
       }
     }
   }
-  std::string dev;
+  std::string dev, blob_dev;
   UniqueFd loop = AttachLoop(image, &dev);
+  UniqueFd blob_loop;
+  if (!blob.empty()) blob_loop = AttachLoop(blob, &blob_dev);
   try {
-    KernelMount m(dev, target, "erofs", MS_RDONLY, "");
+    KernelMount m(dev, target, "erofs", MS_RDONLY, blob.empty() ? "" : "device=" + blob_dev);
     *used = "loop";
     return m;
   } catch (const Error& e) {

@@ -38,10 +38,12 @@ enum class ErofsBackend {
 };
 ErofsBackend ParseErofsBackend(std::string_view name);  // "auto" | "file" | "loop"
 
-// Mounts the full EROFS image file `image` read-only at `target`. `*used` says how: "file" or
-// "loop" (the loop device is set up with autoclear: it goes away with the mount).
+// Mounts the EROFS image file `image` read-only at `target`; `blob` (optional): the uncompressed
+// tar an index-only image keeps its file data in (EROFS's extra device). `*used` says how:
+// "file" or "loop" (loop devices, for the image and the blob, are set up with autoclear: they go
+// away with the mount).
 KernelMount MountErofsImage(const std::string& image, const std::string& target,
-                            ErofsBackend backend, std::string* used);
+                            ErofsBackend backend, std::string* used, const std::string& blob = "");
 
 // overlayfs at `target`: `lowers` topmost first. Paths must not contain ':' or ','.
 // Error(kInvalidArgument) if the options exceed a page (too many layers for mount(2)).

@@ -628,17 +628,23 @@ TEST_F(GuestAgentTest, MissingLayerAfterTwoMountedUnwindsEverything) {
   EXPECT_FALSE(Mentions(o.mountinfo, state) || Mentions(o.mountinfo, target)) << o.mountinfo;
 }
 
-// Un-indexed layers are fetched and built into EROFS images several at a time: the rootfs equals
-// the one built a layer at a time (and containerd's). A layer the registry lacks fails the mount
-// naming that layer, with nothing left mounted and no partial files.
+// Un-indexed layers are fetched and built into (index-only) EROFS images several at a time, each
+// with its uncompressed tar beside it: the rootfs equals the one built a layer at a time (and
+// containerd's). A layer the registry lacks fails the mount naming that layer, with nothing left
+// mounted and no partial files.
 TEST_F(GuestAgentTest, ParallelErofsBuildsEqualSerialOnesAndFailCleanly) {
   TempDir tmp("guest-parallel");
   WriteFileAtomic(tmp / "desc", mounts_->at("v2"));
-  for (const char* workers : {"1", "4"}) {
-    std::string state = tmp / (std::string("state-") + workers);
-    std::string target = tmp / (std::string("rootfs-") + workers);
+  struct Variant {
+    std::string workers;
+    bool full;
+  };
+  for (const Variant& v : {Variant{"1", false}, Variant{"4", false}, Variant{"2", true}}) {
+    std::string name = v.workers + (v.full ? "-full" : "");
+    std::string state = tmp / ("state-" + name), target = tmp / ("rootfs-" + name);
     std::vector<std::string> args = {"mount", "--descriptor",      tmp / "desc", "--target",
-                                     target,  "--parallel-layers", workers};
+                                     target,  "--parallel-layers", v.workers};
+    if (v.full) args.push_back("--full-images");
     for (const auto& f : CommonFlags(state)) args.push_back(f);
     Agent agent(args);
     nlohmann::json ready = agent.WaitLine();
@@ -648,9 +654,16 @@ TEST_F(GuestAgentTest, ParallelErofsBuildsEqualSerialOnesAndFailCleanly) {
       EXPECT_GT(l["bytes_fetched"].get<uint64_t>(), 0u) << l.dump();
       EXPECT_TRUE(l["build_seconds"].is_number()) << l.dump();
       EXPECT_GE(l["seconds"].get<double>(), l["build_seconds"].get<double>()) << l.dump();
+      if (v.full) {  // the data copied into the image
+        EXPECT_FALSE(l.contains("blob")) << l.dump();
+        EXPECT_TRUE(l["image"].get<std::string>().ends_with(".full.erofs")) << l.dump();
+      } else {  // index-only: the image holds metadata, its uncompressed tar the file data
+        EXPECT_TRUE(PathExists(l["blob"].get<std::string>())) << l.dump();
+        EXPECT_LT(l["image_bytes"].get<uint64_t>(), l["blob_bytes"].get<uint64_t>()) << l.dump();
+      }
     }
     auto diff = DiffTrees(native_->at("v2"), agent.Inside(target));
-    EXPECT_TRUE(diff.empty()) << workers << " workers: " << diff.size()
+    EXPECT_TRUE(diff.empty()) << name << ": " << diff.size()
                               << " differences, first: " << diff.front();
     agent.Signal(SIGTERM);
     EXPECT_EQ(agent.Wait(std::chrono::seconds(30)), std::optional<int>(0)) << agent.Stderr();
@@ -672,6 +685,7 @@ TEST_F(GuestAgentTest, ParallelErofsBuildsEqualSerialOnesAndFailCleanly) {
   for (const auto& e : std::filesystem::directory_iterator(state + "/images"))
     EXPECT_EQ(e.path().string().find(".partial"), std::string::npos) << e.path();
   EXPECT_FALSE(PathExists(state + "/images/" + bad.layers[1].digest.substr(7) + ".erofs"));
+  EXPECT_FALSE(PathExists(state + "/images/" + bad.layers[1].digest.substr(7) + ".tar"));
 }
 
 TEST_F(GuestAgentTest, MissingKernelFeaturesAreNamed) {
