@@ -50,10 +50,7 @@ std::string IndexOneLayer(const labels::Reference& ref, const fetcher::RegistryO
   auto t0 = std::chrono::steady_clock::now();
   fetcher::RegistryClient client(ref, opts);  // one per thread (not thread-safe)
   client.FetchBlobToFile(l.digest, path, l.size, progress);
-  struct Unlink {
-    std::string p;
-    ~Unlink() { ::unlink(p.c_str()); }
-  } unlink{path};
+  UnlinkOnExit remove_layer(path);
   std::string line, enc;
   try {
     lazy::LayerIndex idx = lazy::BuildLayerIndex(path, l.digest, build);
@@ -131,7 +128,7 @@ int RunIndex(const std::vector<std::string>& args) {
     const size_t n = img.manifest.layers.size();
     uint64_t total = 0;
     for (const auto& l : img.manifest.layers) total += l.size;
-    // Layers are fetched and indexed `parallel` at a time (each keeps about a core busy with
+    // Layers are fetched and indexed `workers` at a time (each keeps about a core busy with
     // inflate); one progress bar counts them all.
     struct Layer {
       std::string index;  // encoded; empty: not indexed

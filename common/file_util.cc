@@ -90,4 +90,8 @@ bool WriteKernelAttribute(const std::string& path, std::string_view value) {
   return n == static_cast<ssize_t>(value.size());
 }
 
+UnlinkOnExit::~UnlinkOnExit() {
+  ::unlink(path_.c_str());
+}
+
 }  // namespace lazysnap

@@ -3,6 +3,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace lazysnap {
 
@@ -15,5 +16,18 @@ bool PathExists(const std::string& path);
 // Writes a sysfs/procfs attribute in place (they cannot be replaced by a rename, unlike files).
 // Returns false, with errno set, when it cannot be opened or written.
 bool WriteKernelAttribute(const std::string& path, std::string_view value);
+
+// Removes the file `path` (if it is there) when it goes out of scope: a temporary that must not
+// outlive the step that needed it, whether that step succeeded or threw.
+class UnlinkOnExit {
+ public:
+  explicit UnlinkOnExit(std::string path) : path_(std::move(path)) {}
+  ~UnlinkOnExit();
+  UnlinkOnExit(const UnlinkOnExit&) = delete;
+  UnlinkOnExit& operator=(const UnlinkOnExit&) = delete;
+
+ private:
+  std::string path_;
+};
 
 }  // namespace lazysnap

@@ -165,18 +165,16 @@ std::string BlobOf(const std::string& image) {
 
 // Fetches layer `digest` of `image_ref` whole (digest-checked) and builds it into the index-only
 // EROFS image `image` (metadata) and its uncompressed tar BlobOf(image) (file data), the blob
-// published first and the image only when both are complete. Index-only rather than a full
-// image: mkfs.erofs then writes metadata alone while the tar goes straight to disk, ~20% less
-// time and about half the system CPU for the same layer (bench/RESULTS.md), mounted the same way.
+// published first and the image only when both are complete; with opts.full_images, into a full
+// image alone. Index-only by default: mkfs.erofs then writes metadata alone while the tar goes
+// straight to disk, ~20% less time and about half the system CPU for the same layer
+// (bench/RESULTS.md), mounted the same way.
 // Returns {"fetch_seconds", "bytes_fetched", "build_seconds"} for the readiness report.
 nlohmann::json BuildErofsImage(const AgentOptions& opts, const Logger& log,
                                const std::string& image_ref, const std::string& digest,
                                const std::string& image) {
   std::string blob = image + ".layer.partial";
-  struct Unlink {
-    std::string path;
-    ~Unlink() { ::unlink(path.c_str()); }
-  } unlink_blob{blob};
+  UnlinkOnExit unlink_blob(blob);
   labels::Reference ref = labels::ParseReference(image_ref);
   fetcher::RegistryOptions ro;
   ro.hosts_dir = opts.hosts_dir;
