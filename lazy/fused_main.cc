@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/arg_parser.h"
 #include "common/error.h"
@@ -54,12 +55,14 @@ int Run(int argc, char** argv) {
   // The fd keeper this daemon starts for itself (lazy/fd_keeper.h), not for people to run.
   if (argc == 3 && std::string(argv[1]) == "--fd-keeper")
     return lazysnap::lazy::RunFdKeeper(argv[2]);
-  std::string config_path, socket, level;
+  std::string socket, level;
+  std::vector<std::string> configs;  // the last --config given counts
   lazysnap::ArgParser args("lazysnap-fused", kUsage);
-  args.Value("--config", &config_path).Value("--socket", &socket).Value("--log-level", &level);
+  args.Values("--config", &configs).Value("--socket", &socket).Value("--log-level", &level);
   if (auto rc = args.Parse(argc, argv)) return *rc;
-  bool config_given = !config_path.empty();
-  if (!config_given) config_path = kDefaultConfig;
+  // Given (even empty), the file must load; the default may be missing.
+  bool config_given = !configs.empty();
+  std::string config_path = config_given ? configs.back() : kDefaultConfig;
   auto cfg = lazysnap::snapshotter::LoadDaemonConfig(config_path, config_given);
   const auto& lz = cfg.lazy;
   if (!socket.empty()) cfg.lazy.socket = socket;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/arg_parser.h"
 #include "common/error.h"
@@ -35,15 +36,17 @@ constexpr const char* kUsage =
     "  --log-level L     debug|info|warn|error (overrides config \"log_level\")\n";
 
 int Run(int argc, char** argv) {
-  std::string config_path, root, address, level;
+  std::string root, address, level;
+  std::vector<std::string> configs;  // the last --config given counts
   lazysnap::ArgParser args("lazysnapd", kUsage);
-  args.Value("--config", &config_path)
+  args.Values("--config", &configs)
       .Value("--root", &root)
       .Value("--address", &address)
       .Value("--log-level", &level);
   if (auto rc = args.Parse(argc, argv)) return *rc;
-  bool config_given = !config_path.empty();
-  if (!config_given) config_path = kDefaultConfig;
+  // Given (even empty), the file must load; the default may be missing.
+  bool config_given = !configs.empty();
+  std::string config_path = config_given ? configs.back() : kDefaultConfig;
   auto cfg = lazysnap::snapshotter::LoadDaemonConfig(config_path, config_given);
   if (!root.empty()) cfg.root = root;
   if (!address.empty()) cfg.address = address;
